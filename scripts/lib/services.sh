@@ -60,7 +60,7 @@ PY
 cfdr_service_fail() { # NAME REASON
   local log="$CFDR_SVC_DIR/$1.log"
   if [[ -s "$log" ]]; then
-    printf '[cfdr] --- last lines of %s ---\n' "$log" >&2
+    printf '[cfdr] --- %s log, last lines ---\n' "$1" >&2
     tail -n 20 "$log" >&2
     printf '[cfdr] ---\n' >&2
   fi
