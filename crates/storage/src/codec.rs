@@ -1,0 +1,475 @@
+//! The codec pipeline: compression (gzip or zstd) then optional age
+//! encryption on the way in; the reverse, with SHA-256 verification of the
+//! stored bytes, on the way out.
+//!
+//! Compression and encryption run on a blocking thread and hand the
+//! upload loop 1 MiB chunks over a channel of depth 4, so memory stays
+//! bounded whatever the object size and compression overlaps with upload.
+//! Every stage writes a standard format: the stored object is a plain
+//! `.gz` / `.zst` file, or an age file of one, readable with `gunzip`,
+//! `zstd -d` and `age -d`.
+
+use std::io::{self, BufReader, Read, Write};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use cfdr_secrets::{Identities, Recipients};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::{Error, Result};
+use crate::object::{ObjectInfo, Store, io_to_error};
+
+/// Size of the chunks handed between pipeline stages.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the codec thread and the async side.
+const DEPTH: usize = 4;
+
+/// Compression of a stored object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Stored as is.
+    None,
+    /// gzip (RFC 1952), for `.gz` habits and tools.
+    Gzip,
+    /// zstd (RFC 8878) with frame checksums: faster and smaller; the default.
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    /// The usual file extension (without dot), empty for none.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "gz",
+            Compression::Zstd => "zst",
+        }
+    }
+
+    fn level_range(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::None => 0..=0,
+            Compression::Gzip => 0..=9,
+            Compression::Zstd => 1..=22,
+        }
+    }
+
+    fn default_level(self) -> i32 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            other => Err(Error::InvalidOption {
+                option: "compression".into(),
+                reason: format!("{other:?} is not one of none, gzip, zstd"),
+            }),
+        }
+    }
+}
+
+/// How an object was encoded, as recorded in manifests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodecInfo {
+    /// Compression applied first.
+    pub compression: Compression,
+    /// Fingerprints of the age recipients it was encrypted to; empty when
+    /// not encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
+}
+
+impl CodecInfo {
+    /// Whether the object is an age file.
+    pub fn is_encrypted(&self) -> bool {
+        !self.encrypted_to.is_empty()
+    }
+}
+
+/// An object written through the codec: where, what was stored, how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// Key relative to the repository root.
+    pub key: String,
+    /// Size and SHA-256 of the stored (encoded) bytes.
+    #[serde(flatten)]
+    pub stored: ObjectInfo,
+    /// Bytes before encoding.
+    pub raw_size: u64,
+    /// Encoding.
+    pub codec: CodecInfo,
+}
+
+/// Encoding settings.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// Compression algorithm.
+    pub compression: Compression,
+    /// Level (gzip 0-9, zstd 1-22); the algorithm's default when `None`.
+    pub level: Option<i32>,
+    /// Encrypt to these recipients when set.
+    pub recipients: Option<Recipients>,
+    /// zstd worker threads (0 = single-threaded in the codec thread).
+    pub threads: u32,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Zstd,
+            level: None,
+            recipients: None,
+            threads: std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(1))
+                .unwrap_or(1),
+        }
+    }
+}
+
+impl EncodeOptions {
+    /// Options for `compression` at its default level.
+    pub fn new(compression: Compression) -> Self {
+        Self {
+            compression,
+            ..Self::default()
+        }
+    }
+
+    /// Adds age recipients.
+    pub fn encrypt_to(mut self, recipients: Recipients) -> Self {
+        self.recipients = Some(recipients);
+        self
+    }
+
+    fn checked_level(&self) -> Result<i32> {
+        let level = self.level.unwrap_or(self.compression.default_level());
+        let range = self.compression.level_range();
+        if !range.contains(&level) {
+            return Err(Error::InvalidOption {
+                option: "compression level".into(),
+                reason: format!(
+                    "{level} is outside {}..={} for {:?}",
+                    range.start(),
+                    range.end(),
+                    self.compression
+                ),
+            });
+        }
+        Ok(level)
+    }
+
+    /// What will be recorded for objects written with these options.
+    pub fn info(&self) -> CodecInfo {
+        CodecInfo {
+            compression: self.compression,
+            encrypted_to: self
+                .recipients
+                .as_ref()
+                .map(Recipients::fingerprints)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Streams `src` through compression and encryption into `key`.
+///
+/// With `create_only` the object must not exist yet. On any error the upload
+/// is aborted and nothing is visible under `key`.
+pub async fn encode_to<R>(
+    store: &Store,
+    key: &str,
+    src: R,
+    opts: &EncodeOptions,
+    create_only: bool,
+) -> Result<StoredObject>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let level = opts.checked_level()?;
+    let mut writer = store.writer(key, create_only).await?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
+    let bridge = SyncIoBridge::new(src);
+    let (compression, threads, recipients) =
+        (opts.compression, opts.threads, opts.recipients.clone());
+    let producer = tokio::task::spawn_blocking(move || {
+        encode_blocking(
+            bridge,
+            ChannelWriter::new(tx),
+            compression,
+            level,
+            threads,
+            recipients.as_ref(),
+        )
+    });
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = writer.write(chunk).await {
+            drop(rx);
+            writer.abort().await;
+            let _ = producer.await;
+            return Err(e);
+        }
+    }
+    let raw_size = match producer.await {
+        Ok(Ok(n)) => n,
+        Ok(Err(failure)) => {
+            writer.abort().await;
+            return Err(failure.into_error(key));
+        }
+        Err(join) => {
+            writer.abort().await;
+            return Err(Error::Codec {
+                key: key.to_owned(),
+                reason: format!("encoder thread failed: {join}"),
+            });
+        }
+    };
+    let stored = writer.finish().await?;
+    Ok(StoredObject {
+        key: key.to_owned(),
+        stored,
+        raw_size,
+        codec: opts.info(),
+    })
+}
+
+/// Reads `obj`, verifies its stored bytes, decrypts and decompresses into
+/// `sink`. Returns the decoded byte count.
+///
+/// Data reaches `sink` as it is decoded; the SHA-256 check completes at the
+/// end, so a caller that must not act on damaged data writes to a staging
+/// place (a new database, a temp name) and commits only on `Ok`.
+pub async fn decode_to<W>(
+    store: &Store,
+    obj: &StoredObject,
+    identities: Option<Arc<Identities>>,
+    sink: &mut W,
+) -> Result<u64>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let key = obj.key.clone();
+    if obj.codec.is_encrypted() && identities.is_none() {
+        return Err(Error::Crypto {
+            key,
+            source: cfdr_secrets::Error::Decrypt(
+                "the object is age-encrypted and no identity was given (set the identity file or variable)"
+                    .into(),
+            ),
+        });
+    }
+    let stream = store.read_verified(&obj.key, &obj.stored).await?;
+    let bridge = SyncIoBridge::new(StreamReader::new(stream));
+    let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
+    let compression = obj.codec.compression;
+    let encrypted = obj.codec.is_encrypted();
+    let producer = tokio::task::spawn_blocking(move || {
+        let ids = if encrypted { identities } else { None };
+        decode_blocking(bridge, ChannelWriter::new(tx), compression, ids.as_deref())
+    });
+    let mut written = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = sink.write_all(&chunk).await {
+            drop(rx);
+            let _ = producer.await;
+            return Err(Error::Sink { key, source: e });
+        }
+        written += chunk.len() as u64;
+    }
+    match producer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(failure)) => return Err(failure.into_error(&key)),
+        Err(join) => {
+            return Err(Error::Codec {
+                key,
+                reason: format!("decoder thread failed: {join}"),
+            });
+        }
+    }
+    sink.flush()
+        .await
+        .map_err(|e| Error::Sink { key, source: e })?;
+    Ok(written)
+}
+
+/// Why a codec thread stopped.
+enum Failure {
+    Source(io::Error),
+    Crypto(cfdr_secrets::Error),
+    Stream(io::Error),
+}
+
+impl Failure {
+    fn into_error(self, key: &str) -> Error {
+        match self {
+            Failure::Source(e) => Error::Source {
+                key: key.to_owned(),
+                source: e,
+            },
+            Failure::Crypto(source) => Error::Crypto {
+                key: key.to_owned(),
+                source,
+            },
+            Failure::Stream(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => {
+                io_to_error(e, key)
+            }
+            Failure::Stream(e) if e.kind() == io::ErrorKind::BrokenPipe => Error::Codec {
+                key: key.to_owned(),
+                reason: "the consumer stopped reading".into(),
+            },
+            Failure::Stream(e) => Error::Corrupt {
+                key: key.to_owned(),
+                reason: format!("cannot decode the stored stream: {e}"),
+            },
+        }
+    }
+}
+
+fn encode_blocking(
+    mut src: impl Read,
+    out: ChannelWriter,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+    recipients: Option<&Recipients>,
+) -> std::result::Result<u64, Failure> {
+    match recipients {
+        Some(r) => {
+            let sealed = cfdr_secrets::encrypt_writer(r, out).map_err(Failure::Crypto)?;
+            let (sealed, n) = compress_all(&mut src, sealed, compression, level, threads)?;
+            let mut out = sealed.finish().map_err(Failure::Stream)?;
+            out.flush().map_err(Failure::Stream)?;
+            Ok(n)
+        }
+        None => {
+            let (mut out, n) = compress_all(&mut src, out, compression, level, threads)?;
+            out.flush().map_err(Failure::Stream)?;
+            Ok(n)
+        }
+    }
+}
+
+fn compress_all<W: Write>(
+    src: &mut impl Read,
+    dst: W,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+) -> std::result::Result<(W, u64), Failure> {
+    match compression {
+        Compression::None => {
+            let mut dst = dst;
+            let n = copy_all(src, &mut dst)?;
+            Ok((dst, n))
+        }
+        Compression::Gzip => {
+            let level = u32::try_from(level).unwrap_or(6);
+            let mut enc = flate2::write::GzEncoder::new(dst, flate2::Compression::new(level));
+            let n = copy_all(src, &mut enc)?;
+            Ok((enc.finish().map_err(Failure::Stream)?, n))
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(dst, level).map_err(Failure::Stream)?;
+            enc.include_checksum(true).map_err(Failure::Stream)?;
+            if threads > 1 {
+                enc.multithread(threads).map_err(Failure::Stream)?;
+            }
+            let n = copy_all(src, &mut enc)?;
+            Ok((enc.finish().map_err(Failure::Stream)?, n))
+        }
+    }
+}
+
+fn decode_blocking(
+    src: impl Read,
+    mut out: ChannelWriter,
+    compression: Compression,
+    identities: Option<&Identities>,
+) -> std::result::Result<(), Failure> {
+    let plain: Box<dyn Read> = match identities {
+        Some(ids) => Box::new(cfdr_secrets::decrypt_reader(ids, src).map_err(Failure::Crypto)?),
+        None => Box::new(src),
+    };
+    let mut decoded: Box<dyn Read> = match compression {
+        Compression::None => plain,
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(plain))),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(plain).map_err(Failure::Stream)?)
+        }
+    };
+    copy_all(&mut decoded, &mut out).map_err(|f| match f {
+        // In decode the source is the stored stream: its errors are stream errors.
+        Failure::Source(e) => Failure::Stream(e),
+        other => other,
+    })?;
+    out.flush().map_err(Failure::Stream)
+}
+
+/// Copies until EOF with a large buffer, telling source errors from sink errors.
+fn copy_all(src: &mut impl Read, dst: &mut impl Write) -> std::result::Result<u64, Failure> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Source(e)),
+        };
+        dst.write_all(&buf[..n]).map_err(Failure::Stream)?;
+        total += n as u64;
+    }
+}
+
+/// A blocking `Write` that hands full chunks to an async receiver.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+}
+
+impl ChannelWriter {
+    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        Self {
+            tx,
+            buf: BytesMut::with_capacity(CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK);
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "pipeline consumer stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}

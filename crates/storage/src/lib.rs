@@ -1,0 +1,60 @@
+//! Repository storage for cfdr: every backup, WAL segment, secret bundle and
+//! incident record lives in one repository on object storage.
+//!
+//! - [`StorageOptions`] / [`Location`]: a repository URL (`file:///path`,
+//!   `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+//!   `azblob://container/prefix`) plus options become a [`Store`]: the only
+//!   place cfdr builds an opendal operator, with retry (temporary errors
+//!   only), timeout and logging layers.
+//! - [`Store`]: object I/O that reports and verifies size and SHA-256,
+//!   paged listing, batch delete, create-only writes.
+//! - [`codec`]: gzip/zstd compression and age encryption as streaming
+//!   stages with bounded buffers ([`encode_to`], [`decode_to`]).
+//! - [`Repository`]: `cfdr.json`, time-sortable [`BackupId`]s, backups
+//!   committed by writing `manifest.json` last, listing and verification.
+//! - [`Lease`]: a lease lock with takeover of expired holders.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use cfdr_storage::{EncodeOptions, Repository, StorageOptions, decode_to};
+//!
+//! let store = StorageOptions::from_url("memory://").build()?;
+//! let repo = Repository::init(store).await?;
+//!
+//! let mut backup = repo.begin_backup("logical", Some("hourly"))?;
+//! let dump: &'static [u8] = b"-- a pg_dump stream --";
+//! backup.put_encoded("dump.zst", dump, &EncodeOptions::default()).await?;
+//! let manifest = backup.commit(Default::default()).await?;
+//!
+//! assert_eq!(repo.backup_ids().await?, vec![manifest.id.clone()]);
+//! let mut restored = Vec::new();
+//! decode_to(repo.store(), &manifest.objects[0], None, &mut restored).await?;
+//! assert_eq!(restored, dump);
+//! # Ok::<(), cfdr_storage::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod codec;
+mod error;
+mod location;
+mod lock;
+mod object;
+pub mod parts;
+mod repo;
+
+pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
+pub use error::{Error, Result};
+pub use location::{
+    AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,
+    RetryOptions, S3Options, StorageOptions, TimeoutOptions,
+};
+pub use lock::{Lease, LockRecord};
+pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
+pub use repo::{
+    BackupId, BackupWriter, Leftover, Manifest, RepoConfig, Repository, VerifyReport,
+    BACKUPS_PREFIX, CONFIG_KEY, FORMAT_VERSION, MANIFEST_NAME, TOOL_VERSION,
+};
+
+/// Re-exported so callers can name operator types without their own
+/// dependency on the exact opendal version.
+pub use opendal;

@@ -1,0 +1,234 @@
+//! Lease locks for writers that must not race (prune, repository init...).
+//!
+//! A lock is a series of generation objects `locks/<name>/<gen>.json`. To
+//! take the lock a process reads the newest generation: if it is held and
+//! not expired, it refuses with [`Error::Locked`]; otherwise it creates
+//! generation + 1 with a create-only write. Two processes that race for
+//! the same generation cannot both win that create, so a stale lock is
+//! taken over by exactly one of them. The holder renews by rewriting its
+//! own generation, and notices a takeover by a newer generation appearing.
+//!
+//! The exclusion is as strong as the backend's create-only write: see
+//! [`Store::create_if_absent`].
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::object::Store;
+
+const LOCKS_PREFIX: &str = "locks/";
+
+/// What a lock object says about its holder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    /// Lock name.
+    pub name: String,
+    /// Who holds it (a command name, e.g. "cfdr-prune").
+    pub holder: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// Random token that tells this holder's writes from another's.
+    pub token: String,
+    /// When it was taken.
+    pub acquired: Timestamp,
+    /// When it expires unless renewed.
+    pub expires: Timestamp,
+}
+
+/// A held lease. Release it with [`Lease::release`]; dropping it releases
+/// in the background on a best-effort basis.
+#[derive(Debug)]
+pub struct Lease {
+    store: Store,
+    key: String,
+    generation: u64,
+    record: LockRecord,
+    ttl: Duration,
+    released: bool,
+}
+
+fn generation_key(name: &str, generation: u64) -> String {
+    format!("{LOCKS_PREFIX}{name}/{generation:020}.json")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn expiry(now: Timestamp, ttl: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(ttl)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+impl Lease {
+    /// Takes lock `name` for `ttl`, or fails with [`Error::Locked`] naming
+    /// the current holder.
+    pub async fn acquire(store: &Store, name: &str, holder: &str, ttl: Duration) -> Result<Self> {
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::InvalidOption {
+                option: "lock name".into(),
+                reason: format!("{name:?} must be non-empty without '/'"),
+            });
+        }
+        // A lost create race means someone else just took it: look again,
+        // which reports them as the holder.
+        for _ in 0..3 {
+            let newest = Self::newest(store, name).await?;
+            let now = Timestamp::now();
+            let next = match &newest {
+                Some((generation, Some(rec))) if rec.expires > now => {
+                    let remaining = rec.expires.duration_since(now).unsigned_abs();
+                    let _ = generation;
+                    return Err(Error::Locked {
+                        name: name.to_owned(),
+                        holder: rec.holder.clone(),
+                        host: rec.host.clone(),
+                        pid: rec.pid,
+                        expires: rec.expires.to_string(),
+                        remaining,
+                    });
+                }
+                Some((generation, _)) => generation + 1,
+                None => 1,
+            };
+            let record = LockRecord {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                host: host_name(),
+                pid: std::process::id(),
+                token: format!("{:032x}", rand::random::<u128>()),
+                acquired: now,
+                expires: expiry(now, ttl),
+            };
+            let key = generation_key(name, next);
+            match store.create_if_absent(&key, encode(&record)).await {
+                Ok(_) => {
+                    if let Some((old, _)) = newest {
+                        tracing::info!(lock = name, generation = old, "took over an expired lock");
+                        let stale: Vec<String> = (old.saturating_sub(2)..=old)
+                            .filter(|g| *g > 0)
+                            .map(|g| generation_key(name, g))
+                            .collect();
+                        if let Err(e) = store.delete_many(stale).await {
+                            tracing::debug!(error = %e, "cleanup of old lock generations failed");
+                        }
+                    }
+                    return Ok(Self {
+                        store: store.clone(),
+                        key,
+                        generation: next,
+                        record,
+                        ttl,
+                        released: false,
+                    });
+                }
+                Err(Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Locked {
+            name: name.to_owned(),
+            holder: "another process (contended)".into(),
+            host: "unknown".into(),
+            pid: 0,
+            expires: "unknown".into(),
+            remaining: Duration::ZERO,
+        })
+    }
+
+    /// The newest generation and its record (None if it vanished meanwhile,
+    /// i.e. was released).
+    async fn newest(store: &Store, name: &str) -> Result<Option<(u64, Option<LockRecord>)>> {
+        let prefix = format!("{LOCKS_PREFIX}{name}/");
+        let newest = store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                m.key
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".json")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max();
+        let Some(generation) = newest else {
+            return Ok(None);
+        };
+        let key = generation_key(name, generation);
+        match store.get(&key).await {
+            Ok(raw) => {
+                let rec = serde_json::from_slice(&raw).map_err(|e| Error::InvalidDocument {
+                    key,
+                    reason: e.to_string(),
+                })?;
+                Ok(Some((generation, Some(rec))))
+            }
+            Err(Error::NotFound { .. }) => Ok(Some((generation, None))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What this lease's lock object says.
+    pub fn record(&self) -> &LockRecord {
+        &self.record
+    }
+
+    /// Extends the lease by its ttl from now. Fails with [`Error::LockLost`]
+    /// if another process took the lock over meanwhile.
+    pub async fn renew(&mut self) -> Result<()> {
+        match Self::newest(&self.store, &self.record.name).await? {
+            Some((g, Some(rec))) if g == self.generation && rec.token == self.record.token => {}
+            _ => {
+                return Err(Error::LockLost {
+                    name: self.record.name.clone(),
+                });
+            }
+        }
+        self.record.expires = expiry(Timestamp::now(), self.ttl);
+        self.store.put(&self.key, encode(&self.record)).await?;
+        Ok(())
+    }
+
+    /// Releases the lock.
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.store.delete_many([self.key.as_str()]).await
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let store = self.store.clone();
+        let key = self.key.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(e) = store.delete_many([key.as_str()]).await {
+                        tracing::warn!(error = %e, "releasing a dropped lock failed; it expires by itself");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(lock = %self.record.name, "lock dropped outside a runtime; it expires by itself"),
+        }
+    }
+}
+
+fn encode(record: &LockRecord) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).unwrap_or_default()
+}

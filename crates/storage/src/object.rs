@@ -1,0 +1,573 @@
+//! Object I/O with SHA-256: streaming writes that report size and digest of
+//! the stored bytes, streaming reads that verify them, paged listing, stat,
+//! batch delete and create-only writes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use opendal::{Buffer, ErrorKind, Operator};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::location::{BackendKind, CompatOptions, Location};
+use crate::parts::PartSizer;
+
+/// Folder (relative to an fs repository root) where uploads are staged.
+pub(crate) const TMP_DIR: &str = ".cfdr-tmp";
+
+/// Size and SHA-256 of an object's stored bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the stored bytes.
+    pub sha256: String,
+}
+
+impl ObjectInfo {
+    /// Size and digest of an in-memory buffer.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// What a listing or stat reports about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the repository root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, when the backend reports it.
+    pub modified: Option<jiff::Timestamp>,
+}
+
+/// A repository's storage: an operator with layers, its location and the
+/// backend's feature switches. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    op: Operator,
+    location: Location,
+    endpoint: String,
+    compat: CompatOptions,
+}
+
+impl Store {
+    pub(crate) fn new(
+        op: Operator,
+        location: Location,
+        endpoint: String,
+        compat: CompatOptions,
+    ) -> Self {
+        Self {
+            op,
+            location,
+            endpoint,
+            compat,
+        }
+    }
+
+    /// The layered operator, for calls this type does not wrap.
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    /// The parsed location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The backend's feature switches.
+    pub fn compat(&self) -> CompatOptions {
+        self.compat
+    }
+
+    /// Turns an opendal error into a cfdr error naming the key and what to do.
+    pub fn map_err(&self, operation: &'static str, key: &str, e: opendal::Error) -> Error {
+        let kind = self.location.kind;
+        match e.kind() {
+            ErrorKind::NotFound => Error::NotFound { key: key.to_owned() },
+            ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists => Error::AlreadyExists {
+                key: key.to_owned(),
+            },
+            ErrorKind::PermissionDenied => Error::AccessDenied {
+                endpoint: self.endpoint.clone(),
+                detail: short(&e),
+                hint: kind.credential_hint(),
+            },
+            ErrorKind::Unexpected if !e.is_permanent() && looks_unreachable(&e) => {
+                Error::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    detail: short(&e),
+                }
+            }
+            _ => Error::Backend {
+                operation,
+                key: key.to_owned(),
+                source: e,
+            },
+        }
+    }
+
+    /// Checks that the bucket/container exists and the credentials work, by
+    /// listing at most one key. Errors say which of the two failed.
+    pub async fn check_access(&self) -> Result<()> {
+        let kind = self.location.kind;
+        if kind == BackendKind::Fs {
+            let root = std::path::Path::new(&self.location.bucket);
+            if !root.is_dir() {
+                return Err(Error::MissingBucket {
+                    what: kind.bucket_word(),
+                    name: self.location.bucket.clone(),
+                    endpoint: self.endpoint.clone(),
+                });
+            }
+        }
+        let mut lister = self
+            .op
+            .lister_with("/")
+            .limit(1)
+            .await
+            .map_err(|e| self.access_err(e))?;
+        match lister.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(self.access_err(e)),
+        }
+    }
+
+    fn access_err(&self, e: opendal::Error) -> Error {
+        match self.map_err("list", "/", e) {
+            Error::NotFound { .. } => Error::MissingBucket {
+                what: self.location.kind.bucket_word(),
+                name: self.location.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+            },
+            other => other,
+        }
+    }
+
+    /// Opens a streaming writer. With `create_only`, the write fails with
+    /// [`Error::AlreadyExists`] if the key exists (see [`Store::create_if_absent`]
+    /// for the guarantee on each backend).
+    pub async fn writer(&self, key: &str, create_only: bool) -> Result<ObjectWriter> {
+        ObjectWriter::open(self.clone(), key, create_only).await
+    }
+
+    /// Writes a whole buffer, replacing any existing object.
+    pub async fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<ObjectInfo> {
+        let mut w = self.writer(key, false).await?;
+        w.write(bytes.into()).await?;
+        w.finish().await
+    }
+
+    /// Writes a buffer only if `key` does not exist yet; otherwise returns
+    /// [`Error::AlreadyExists`] and leaves the object untouched.
+    ///
+    /// With `compat.conditional_create` on (the default) the backend decides
+    /// atomically (`If-None-Match: *` on S3, GCS and Azure; `O_EXCL`-style on
+    /// fs): of two racing writers exactly one wins. With it off, cfdr stats,
+    /// writes and reads back its own token: that narrows the race window but
+    /// two writers that interleave exactly can both believe they won.
+    pub async fn create_if_absent(&self, key: &str, bytes: impl Into<Bytes>) -> Result<ObjectInfo> {
+        let bytes = bytes.into();
+        if self.compat.conditional_create {
+            let mut w = self.writer(key, true).await?;
+            w.write(bytes).await?;
+            return w.finish().await;
+        }
+        if self.stat(key).await?.is_some() {
+            return Err(Error::AlreadyExists { key: key.to_owned() });
+        }
+        let info = self.put(key, bytes.clone()).await?;
+        let back = self.get(key).await?;
+        if back != bytes {
+            return Err(Error::AlreadyExists { key: key.to_owned() });
+        }
+        Ok(info)
+    }
+
+    /// Reads a whole object without verification (small documents whose own
+    /// format is checked by the caller).
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let buf = self
+            .op
+            .read(key)
+            .await
+            .map_err(|e| self.map_err("read", key, e))?;
+        Ok(buf.to_bytes())
+    }
+
+    /// Reads a whole object and verifies it against `expected`.
+    pub async fn get_verified(&self, key: &str, expected: &ObjectInfo) -> Result<Bytes> {
+        let mut stream = self.read_verified(key, expected).await?;
+        let mut out = Vec::with_capacity(usize::try_from(expected.size).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| io_to_error(e, key))?);
+        }
+        Ok(out.into())
+    }
+
+    /// Streams an object; the stream's last item is an error naming the key
+    /// if the size or SHA-256 differs from `expected` (checked as bytes pass,
+    /// so a too-long object fails as soon as it overruns).
+    pub async fn read_verified(&self, key: &str, expected: &ObjectInfo) -> Result<VerifiedStream> {
+        let reader = self
+            .op
+            .reader_with(key)
+            .chunk(4 << 20)
+            .await
+            .map_err(|e| self.map_err("read", key, e))?;
+        let inner = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| self.map_err("read", key, e))?;
+        let store = self.clone();
+        let owned_key = key.to_owned();
+        let inner = inner
+            .map_err(move |e| {
+                let err = match e.into_inner().map(|b| b.downcast::<opendal::Error>()) {
+                    Some(Ok(oe)) => store.map_err("read", &owned_key, *oe),
+                    Some(Err(other)) => Error::Corrupt {
+                        key: owned_key.clone(),
+                        reason: other.to_string(),
+                    },
+                    None => Error::Corrupt {
+                        key: owned_key.clone(),
+                        reason: "read failed".into(),
+                    },
+                };
+                std::io::Error::other(err)
+            })
+            .boxed();
+        Ok(VerifiedStream {
+            inner,
+            key: key.to_owned(),
+            expected: expected.clone(),
+            hasher: Sha256::new(),
+            seen: 0,
+            done: false,
+        })
+    }
+
+    /// Size and modification time of `key`, or `None` when absent.
+    pub async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match self.op.stat(key).await {
+            Ok(m) => Ok(Some(ObjectMeta {
+                key: key.to_owned(),
+                size: m.content_length(),
+                modified: m.last_modified().and_then(|t| t.to_string().parse().ok()),
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.map_err("stat", key, e)),
+        }
+    }
+
+    /// Lists every object under `prefix` (recursively), following the
+    /// backend's pages. Keys are relative to the repository root, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut lister = self
+            .op
+            .lister_with(prefix)
+            .recursive(true)
+            .await
+            .map_err(|e| self.map_err("list", prefix, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = lister.next().await {
+            let entry = entry.map_err(|e| self.map_err("list", prefix, e))?;
+            let meta = entry.metadata();
+            if meta.is_dir() || entry.path().starts_with(TMP_DIR) {
+                continue;
+            }
+            out.push(ObjectMeta {
+                key: entry.path().to_owned(),
+                size: meta.content_length(),
+                modified: meta
+                    .last_modified()
+                    .and_then(|t| t.to_string().parse().ok()),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Deletes objects; absent keys are not an error. Uses the backend's
+    /// batch delete unless `compat.batch_delete` is off.
+    pub async fn delete_many<I, S>(&self, keys: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_owned()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let first = keys[0].clone();
+        if self.compat.batch_delete {
+            self.op
+                .delete_iter(keys)
+                .await
+                .map_err(|e| self.map_err("delete", &first, e))
+        } else {
+            for k in &keys {
+                self.op
+                    .delete(k)
+                    .await
+                    .map_err(|e| self.map_err("delete", k, e))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short(e: &opendal::Error) -> String {
+    let s = e.to_string();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+fn looks_unreachable(e: &opendal::Error) -> bool {
+    let text = format!("{e:?}").to_ascii_lowercase();
+    ["connect", "dns", "refused", "timed out", "timeout", "unreachable", "send http request"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+/// Recovers a storage error carried inside an `io::Error`, or names the key.
+pub fn io_to_error(e: std::io::Error, key: &str) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(Ok(err)) = e.into_inner().map(|b| b.downcast::<Error>()) {
+            return *err;
+        }
+        return Error::Corrupt {
+            key: key.to_owned(),
+            reason: "read failed".into(),
+        };
+    }
+    Error::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A stream of an object's bytes that fails at the end (or on overrun) when
+/// size or SHA-256 differ from what was recorded. Errors are `io::Error`s
+/// wrapping [`Error`]; [`io_to_error`] unwraps them.
+pub struct VerifiedStream {
+    inner: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    key: String,
+    expected: ObjectInfo,
+    hasher: Sha256,
+    seen: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for VerifiedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedStream")
+            .field("key", &self.key)
+            .field("seen", &self.seen)
+            .finish()
+    }
+}
+
+impl VerifiedStream {
+    fn corrupt(&mut self, reason: String) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(std::io::Error::other(Error::Corrupt {
+            key: self.key.clone(),
+            reason,
+        }))))
+    }
+}
+
+impl Stream for VerifiedStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.expected.size {
+                    let reason = format!(
+                        "it is longer than the recorded {} bytes",
+                        self.expected.size
+                    );
+                    return self.corrupt(reason);
+                }
+                self.hasher.update(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                if self.seen != self.expected.size {
+                    let reason = format!(
+                        "size is {} bytes, the manifest recorded {} (truncated?)",
+                        self.seen, self.expected.size
+                    );
+                    return self.corrupt(reason);
+                }
+                let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
+                if digest != self.expected.sha256 {
+                    let reason = format!(
+                        "SHA-256 is {digest}, the manifest recorded {}",
+                        self.expected.sha256
+                    );
+                    return self.corrupt(reason);
+                }
+                self.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+enum Sink {
+    Multipart(opendal::Writer),
+    /// Whole object buffered, sent in one request on finish.
+    Single { chunks: Vec<Bytes>, create_only: bool },
+}
+
+/// A streaming upload that hashes what it stores.
+///
+/// Parts grow with [`PartSizer`] so memory stays bounded while a 1 TiB object
+/// still fits in 10,000 parts. Nothing is visible under the key until
+/// [`ObjectWriter::finish`] succeeds; on error call [`ObjectWriter::abort`]
+/// (a dropped writer leaves at most an uncompleted multipart upload or a
+/// staged temp file, never a visible object).
+pub struct ObjectWriter {
+    store: Store,
+    key: String,
+    sink: Sink,
+    hasher: Sha256,
+    size: u64,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    parts: PartSizer,
+}
+
+impl std::fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl ObjectWriter {
+    async fn open(store: Store, key: &str, create_only: bool) -> Result<Self> {
+        let sink = if store.compat.multipart {
+            let w = store
+                .op
+                .writer_with(key)
+                .if_not_exists(create_only)
+                .await
+                .map_err(|e| store.map_err("write", key, e))?;
+            Sink::Multipart(w)
+        } else {
+            Sink::Single {
+                chunks: Vec::new(),
+                create_only,
+            }
+        };
+        Ok(Self {
+            store,
+            key: key.to_owned(),
+            sink,
+            hasher: Sha256::new(),
+            size: 0,
+            pending: Vec::new(),
+            pending_len: 0,
+            parts: PartSizer::default(),
+        })
+    }
+
+    /// The key being written.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, data: Bytes) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.hasher.update(&data);
+        self.size += data.len() as u64;
+        self.pending_len += data.len();
+        self.pending.push(data);
+        if self.pending_len >= self.parts.current() {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_part(&mut self) -> Result<()> {
+        let part = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        match &mut self.sink {
+            Sink::Multipart(w) => {
+                w.write(Buffer::from(part))
+                    .await
+                    .map_err(|e| self.store.map_err("write", &self.key, e))?;
+                self.parts.advance();
+            }
+            Sink::Single { chunks, .. } => chunks.extend(part),
+        }
+        Ok(())
+    }
+
+    /// Completes the upload and returns the stored size and SHA-256.
+    pub async fn finish(mut self) -> Result<ObjectInfo> {
+        if !self.pending.is_empty() {
+            self.flush_part().await?;
+        }
+        let result = match &mut self.sink {
+            Sink::Multipart(w) => w.close().await.map(|_| ()),
+            Sink::Single {
+                chunks,
+                create_only,
+            } => self
+                .store
+                .op
+                .write_with(&self.key, Buffer::from(std::mem::take(chunks)))
+                .if_not_exists(*create_only)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = result {
+            let err = self.store.map_err("write", &self.key, e);
+            self.abort().await;
+            return Err(err);
+        }
+        Ok(ObjectInfo {
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+
+    /// Abandons the upload; nothing becomes visible. Best effort: failures
+    /// are logged, not returned, since the caller is already handling an error.
+    pub async fn abort(mut self) {
+        if let Sink::Multipart(w) = &mut self.sink {
+            if let Err(e) = w.abort().await {
+                tracing::debug!(key = %self.key, error = %e, "abort of upload failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Test support for cfdr: repository locations on every backend (memory, a
+//! temp folder, and the S3, Azure Blob and GCS emulators that
+//! `scripts/test` starts), and a fault-injection layer.
+//!
+//! Under `scripts/test` (`CFDR_TEST_REQUIRE_SERVICES=1`) a missing emulator
+//! endpoint fails the test with the fix; a plain `cargo test` skips those
+//! tests and prints that it did.
+//!
+//! ```
+//! use cfdr_testing::{Backend, TestLocation};
+//!
+//! if let Some(loc) = TestLocation::new(Backend::Memory, "doc") {
+//!     let store = loc.options.build().unwrap();
+//!     assert_eq!(store.location().kind, cfdr_storage::BackendKind::Memory);
+//! }
+//! ```
+
+mod fault;
+
+pub use fault::{FaultLayer, FaultMode, FaultOp};
+
+use cfdr_storage::StorageOptions;
+
+/// The backends the conformance suite runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// In-process memory.
+    Memory,
+    /// A temp folder.
+    Fs,
+    /// The S3 server (s3s-fs) started by `scripts/test`.
+    S3,
+    /// Azurite started by `scripts/test`.
+    Azblob,
+    /// fake-gcs-server started by `scripts/test`.
+    Gcs,
+}
+
+impl Backend {
+    /// Whether the backend decides create-only writes atomically here.
+    /// fake-gcs-server ignores `ifGenerationMatch=0`.
+    pub fn has_atomic_create(self) -> bool {
+        self != Backend::Gcs
+    }
+}
+
+/// A unique repository location for one test. Keeps its temp folder alive.
+#[derive(Debug)]
+pub struct TestLocation {
+    /// Options that build a store at a fresh, unique prefix.
+    pub options: StorageOptions,
+    /// The backend.
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Whether `scripts/test` asked for every service to be present.
+pub fn services_required() -> bool {
+    var("CFDR_TEST_REQUIRE_SERVICES").as_deref() == Some("1")
+}
+
+/// Reports a missing prerequisite: a failure under `scripts/test`, a printed
+/// skip notice otherwise. Returns `None` for `?`-style early return.
+#[allow(clippy::print_stderr)]
+pub fn missing<T>(what: &str, test: &str) -> Option<T> {
+    let hint = "run the suite with scripts/test, which installs and starts it";
+    assert!(
+        !services_required(),
+        "{what} is not available for {test}: {hint}"
+    );
+    eprintln!("SKIPPED {test}: {what} is not available ({hint})");
+    None
+}
+
+fn unique(test: &str) -> String {
+    format!("{test}-{:016x}", rand::random::<u64>())
+}
+
+impl TestLocation {
+    /// A fresh location on `backend`, or `None` (after printing a skip
+    /// notice) when its emulator is not running outside `scripts/test`.
+    pub fn new(backend: Backend, test: &str) -> Option<Self> {
+        let prefix = unique(test);
+        let (options, dir) = match backend {
+            Backend::Memory => (StorageOptions::from_url(format!("memory://{prefix}")), None),
+            Backend::Fs => {
+                let dir = tempfile::tempdir().ok()?;
+                let url = format!("file://{}", dir.path().join("repo").display());
+                (StorageOptions::from_url(url), Some(dir))
+            }
+            Backend::S3 => (Self::s3(&prefix).or_else(|| missing("the S3 emulator", test))?, None),
+            Backend::Azblob => (
+                Self::azblob(&prefix).or_else(|| missing("Azurite", test))?,
+                None,
+            ),
+            Backend::Gcs => (
+                Self::gcs(&prefix).or_else(|| missing("the GCS emulator", test))?,
+                None,
+            ),
+        };
+        Some(Self {
+            options,
+            backend,
+            _dir: dir,
+        })
+    }
+
+    fn s3(prefix: &str) -> Option<StorageOptions> {
+        let endpoint = var("CFDR_TEST_S3_ENDPOINT")?;
+        let bucket = var("CFDR_TEST_S3_BUCKET")?;
+        let mut o = StorageOptions::from_url(format!("s3://{bucket}/{prefix}"));
+        o.s3.endpoint = Some(endpoint);
+        o.s3.region = var("CFDR_TEST_S3_REGION");
+        o.s3.access_key_id = var("CFDR_TEST_S3_ACCESS_KEY_ID");
+        o.s3.secret_access_key = var("CFDR_TEST_S3_SECRET_ACCESS_KEY");
+        o.s3.explicit_credentials_only = true;
+        Some(o)
+    }
+
+    fn azblob(prefix: &str) -> Option<StorageOptions> {
+        let endpoint = var("CFDR_TEST_AZBLOB_ENDPOINT")?;
+        let container = var("CFDR_TEST_AZBLOB_CONTAINER")?;
+        let mut o = StorageOptions::from_url(format!("azblob://{container}/{prefix}"));
+        o.azblob.endpoint = Some(endpoint);
+        o.azblob.account_name = var("CFDR_TEST_AZBLOB_ACCOUNT_NAME");
+        o.azblob.account_key = var("CFDR_TEST_AZBLOB_ACCOUNT_KEY");
+        o.azblob.explicit_credentials_only = true;
+        Some(o)
+    }
+
+    fn gcs(prefix: &str) -> Option<StorageOptions> {
+        let endpoint = var("CFDR_TEST_GCS_ENDPOINT")?;
+        let bucket = var("CFDR_TEST_GCS_BUCKET")?;
+        // fake-gcs-server lacks XML multipart uploads, create-only writes and
+        // batch delete: switch them off (see CompatOptions).
+        let mut o = StorageOptions::from_url(format!(
+            "gs://{bucket}/{prefix}?multipart=false&conditional-create=false&batch-delete=false"
+        ));
+        o.gcs.endpoint = Some(endpoint);
+        o.gcs.anonymous = true;
+        Some(o)
+    }
+}
+
+/// A local TCP port with nothing listening on it (bound, then released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9)
+}
+
+/// Path of a command-line tool, or `None` after a failure/skip notice with
+/// the Debian package that provides it.
+pub fn tool(name: &str, package: &str, test: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .or_else(|| missing(&format!("`{name}` (apt-get install {package})"), test))
+}
