@@ -94,8 +94,9 @@
 //! - incomplete backups (no manifest) younger than the grace period are left
 //!   alone (`incomplete-in-grace`); older ones go (`incomplete-expired`);
 //!   they are never counted by any rule;
-//! - a group whose policy is empty (every rule 0 or unset) keeps everything
-//!   (`empty-policy`) and the plan carries a [`Note::EmptyPolicy`];
+//! - a group whose policy is empty (every rule 0 or unset) keeps all its
+//!   backups (`empty-policy`) and the plan carries a [`Note::EmptyPolicy`];
+//!   expired leftovers of failed backups still go, as they are not backups;
 //! - raising any count or window never deletes more (for non-empty
 //!   policies); running the plan on what it keeps keeps all of it.
 //!
