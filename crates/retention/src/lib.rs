@@ -26,28 +26,29 @@
 //! # Example
 //!
 //! ```
-//! use cfdr_retention::{plan, Config, Count, Item, Kind, Policy, Reason, Period};
+//! use cfdr_retention::{plan, Config, Count, Item, Kind, Period, Policy, Reason};
+//! use jiff::Timestamp;
 //!
 //! let mut config = Config::default();
 //! config.classes.database = Policy { keep_daily: Count::Limited(2), ..Policy::default() };
 //!
-//! let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+//! let t = |s: &str| s.parse::<Timestamp>();
 //! let items = vec![
-//!     Item::new("b1", t("2025-03-01T10:00:00Z"), Kind::Logical).class("hourly"),
-//!     Item::new("b2", t("2025-03-02T10:00:00Z"), Kind::Logical).class("hourly"),
-//!     Item::new("b3", t("2025-03-02T11:00:00Z"), Kind::Logical).class("hourly"),
-//!     Item::new("b4", t("2025-03-03T10:00:00Z"), Kind::Logical).class("hourly").pinned(),
+//!     Item::new("b1", t("2025-03-01T10:00:00Z")?, Kind::Logical).class("hourly"),
+//!     Item::new("b2", t("2025-03-02T10:00:00Z")?, Kind::Logical).class("hourly"),
+//!     Item::new("b3", t("2025-03-02T11:00:00Z")?, Kind::Logical).class("hourly"),
+//!     Item::new("b4", t("2025-03-03T10:00:00Z")?, Kind::Logical).class("hourly").pinned(),
 //! ];
-//! let plan = plan(&items, &[], &config, t("2025-03-04T00:00:00Z"))?;
+//! let plan = plan(&items, &[], &config, t("2025-03-04T00:00:00Z")?)?;
 //!
 //! // Newest of each of the two newest days, the pinned item, nothing else.
 //! assert_eq!(plan.kept().collect::<Vec<_>>(), ["b4", "b3"]);
 //! assert_eq!(plan.deleted().collect::<Vec<_>>(), ["b2", "b1"]);
-//! assert_eq!(
-//!     plan.get("b4").unwrap().reasons,
-//!     [Reason::Periodic { period: Period::Daily, oldest: false }, Reason::Pinned],
-//! );
-//! # Ok::<(), cfdr_retention::Error>(())
+//! let b4 = plan.get("b4").map(|d| d.reasons.clone());
+//! assert_eq!(b4, Some(vec![Reason::Periodic { period: Period::Daily, oldest: false }, Reason::Pinned]));
+//! // Each line of `plan.to_string()` is one decision, for logs and dry runs.
+//! assert!(plan.to_string().contains("delete 2025-03-02T10:00:00Z"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # How the rules work
