@@ -414,10 +414,23 @@ impl StorageOptions {
         let root = format!("/{}", loc.prefix);
         match loc.kind {
             BackendKind::Memory => {
-                let op = Operator::new(services::Memory::default().root(&root))
-                    .map_err(backend_err)?
-                    .finish();
-                Ok((op, "memory".into()))
+                // One shared in-process store per name, so that every store
+                // built for `memory://name` sees the same objects, as with a
+                // real backend.
+                static NAMED: std::sync::LazyLock<
+                    std::sync::Mutex<std::collections::HashMap<String, Operator>>,
+                > = std::sync::LazyLock::new(Default::default);
+                let mut named = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+                let op = match named.get(&loc.prefix) {
+                    Some(op) => op.clone(),
+                    None => {
+                        let op = Operator::new(services::Memory::default().root(&root))
+                            .map_err(backend_err)?;
+                        named.insert(loc.prefix.clone(), op.clone());
+                        op
+                    }
+                };
+                Ok((op, loc.display()))
             }
             BackendKind::Fs => {
                 let dir = PathBuf::from(&loc.bucket);
@@ -428,7 +441,7 @@ impl StorageOptions {
                 let builder = services::Fs::default()
                     .root(&loc.bucket)
                     .atomic_write_dir(&tmp.display().to_string());
-                let op = Operator::new(builder).map_err(backend_err)?.finish();
+                let op = Operator::new(builder).map_err(backend_err)?;
                 Ok((op, loc.display()))
             }
             BackendKind::S3 => {
@@ -467,7 +480,7 @@ impl StorageOptions {
                 if o.explicit_credentials_only {
                     b = b.disable_config_load().disable_ec2_metadata();
                 }
-                let op = Operator::new(b).map_err(backend_err)?.finish();
+                let op = Operator::new(b).map_err(backend_err)?;
                 let shown = endpoint.unwrap_or_else(|| format!("s3 ({region})"));
                 Ok((op, shown))
             }
@@ -498,11 +511,10 @@ impl StorageOptions {
                 if anonymous {
                     b = b
                         .skip_signature()
-                        .allow_anonymous()
                         .disable_vm_metadata()
                         .disable_config_load();
                 }
-                let op = Operator::new(b).map_err(backend_err)?.finish();
+                let op = Operator::new(b).map_err(backend_err)?;
                 let shown = endpoint.unwrap_or_else(|| "https://storage.googleapis.com".into());
                 Ok((op, shown))
             }
@@ -556,7 +568,7 @@ impl StorageOptions {
                 {
                     b = b.sas_token(&s);
                 }
-                let op = Operator::new(b).map_err(backend_err)?.finish();
+                let op = Operator::new(b).map_err(backend_err)?;
                 Ok((op, endpoint.unwrap_or_else(|| "azure blob".into())))
             }
         }

@@ -436,8 +436,24 @@ impl Stream for VerifiedStream {
     }
 }
 
+fn fs_err(key: &str, e: std::io::Error) -> Error {
+    Error::Backend {
+        operation: "write",
+        key: key.to_owned(),
+        source: opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+    }
+}
+
 enum Sink {
     Multipart(opendal::Writer),
+    /// Create-only on a local folder: a temp file hard-linked into place,
+    /// which fails atomically when the name exists (opendal's fs check is
+    /// a stat before the write, which two writers can both pass).
+    FsExclusive {
+        file: tokio::fs::File,
+        tmp: std::path::PathBuf,
+        dest: std::path::PathBuf,
+    },
     /// Whole object buffered, sent in one request on finish.
     Single { chunks: Vec<Bytes>, create_only: bool },
 }
@@ -471,7 +487,22 @@ impl std::fmt::Debug for ObjectWriter {
 
 impl ObjectWriter {
     async fn open(store: Store, key: &str, create_only: bool) -> Result<Self> {
-        let sink = if store.compat.multipart {
+        let sink = if create_only && store.location.kind == BackendKind::Fs {
+            let root = std::path::Path::new(&store.location.bucket);
+            let dest = root.join(key.trim_start_matches('/'));
+            if dest.exists() {
+                return Err(Error::AlreadyExists { key: key.to_owned() });
+            }
+            let tmp = root
+                .join(TMP_DIR)
+                .join(format!("{:032x}", rand::random::<u128>()));
+            let io_err = |e| fs_err(key, e);
+            tokio::fs::create_dir_all(root.join(TMP_DIR))
+                .await
+                .map_err(io_err)?;
+            let file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
+            Sink::FsExclusive { file, tmp, dest }
+        } else if store.compat.multipart {
             let w = store
                 .op
                 .writer_with(key)
@@ -528,6 +559,13 @@ impl ObjectWriter {
                 self.parts.advance();
             }
             Sink::Single { chunks, .. } => chunks.extend(part),
+            Sink::FsExclusive { file, .. } => {
+                for chunk in part {
+                    tokio::io::AsyncWriteExt::write_all(file, &chunk)
+                        .await
+                        .map_err(|e| fs_err(&self.key, e))?;
+                }
+            }
         }
         Ok(())
     }
@@ -537,7 +575,29 @@ impl ObjectWriter {
         if !self.pending.is_empty() {
             self.flush_part().await?;
         }
+        if let Sink::FsExclusive { file, tmp, dest } = &mut self.sink {
+            let linked = async {
+                file.sync_all().await?;
+                if let Some(parent) = dest.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                tokio::fs::hard_link(&*tmp, &*dest).await
+            }
+            .await;
+            let _ = tokio::fs::remove_file(&*tmp).await;
+            return match linked {
+                Ok(()) => Ok(ObjectInfo {
+                    size: self.size,
+                    sha256: hex::encode(self.hasher.finalize()),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
+                    key: self.key.clone(),
+                }),
+                Err(e) => Err(fs_err(&self.key, e)),
+            };
+        }
         let result = match &mut self.sink {
+            Sink::FsExclusive { .. } => Ok(()),
             Sink::Multipart(w) => w.close().await.map(|_| ()),
             Sink::Single {
                 chunks,
@@ -555,6 +615,25 @@ impl ObjectWriter {
             self.abort().await;
             return Err(err);
         }
+        // Read the size back: a proxy or server that dropped a chunk while
+        // answering 200 must not leave a short object that looks whole.
+        match self.store.stat(&self.key).await? {
+            Some(meta) if meta.size == self.size => {}
+            found => {
+                // Remove the damaged object so nothing short stays visible.
+                if let Err(e) = self.store.op.delete(&self.key).await {
+                    tracing::warn!(key = %self.key, error = %e, "removing a short upload failed");
+                }
+                return Err(Error::Corrupt {
+                    key: self.key.clone(),
+                    reason: format!(
+                        "the backend holds {} bytes after the upload, {} were sent",
+                        found.map_or(0, |m| m.size),
+                        self.size
+                    ),
+                });
+            }
+        }
         Ok(ObjectInfo {
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
@@ -564,10 +643,16 @@ impl ObjectWriter {
     /// Abandons the upload; nothing becomes visible. Best effort: failures
     /// are logged, not returned, since the caller is already handling an error.
     pub async fn abort(mut self) {
-        if let Sink::Multipart(w) = &mut self.sink {
-            if let Err(e) = w.abort().await {
-                tracing::debug!(key = %self.key, error = %e, "abort of upload failed");
+        match &mut self.sink {
+            Sink::Multipart(w) => {
+                if let Err(e) = w.abort().await {
+                    tracing::debug!(key = %self.key, error = %e, "abort of upload failed");
+                }
             }
+            Sink::FsExclusive { tmp, .. } => {
+                let _ = tokio::fs::remove_file(&*tmp).await;
+            }
+            Sink::Single { .. } => {}
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opendal::raw::*;
-use opendal::{Buffer, Error, ErrorKind, Metadata, Result};
+use opendal::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -129,7 +129,7 @@ impl Layer for FaultLayer {
 
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct FaultService {
+pub(crate) struct FaultService {
     inner: Servicer,
     state: Arc<State>,
 }
@@ -234,7 +234,7 @@ impl Service for FaultService {
 }
 
 #[doc(hidden)]
-pub struct FaultWrapper<R> {
+pub(crate) struct FaultWrapper<R> {
     inner: R,
     state: Arc<State>,
 }
