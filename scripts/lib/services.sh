@@ -173,6 +173,15 @@ cfdr_start_gcs() { # PORT
   export CFDR_TEST_GCS_BUCKET="$CFDR_TEST_BUCKET"
 }
 
+cfdr_start_moto() { # PORT
+  local endpoint="http://127.0.0.1:$1" code
+  cfdr_service_run moto "$endpoint/moto-api/" \
+    "$CFDR_TOOLS_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$1"
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X PUT "$endpoint/$CFDR_TEST_BUCKET") || true
+  [[ "$code" == 200 ]] || cfdr_service_fail moto "creating bucket $CFDR_TEST_BUCKET returned HTTP $code"
+  export CFDR_TEST_MOTO_ENDPOINT="$endpoint"
+}
+
 # Starts all services (install.sh must have run: it sets the binary paths).
 cfdr_services_start() {
   local ports
@@ -183,14 +192,15 @@ cfdr_services_start() {
   trap 'exit 129' HUP
   CFDR_SVC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/cfdr-services.XXXXXX") ||
     cfdr_die "cannot create a temp dir under ${TMPDIR:-/tmp}"
-  read -r -a ports <<<"$(cfdr_free_ports 3)"
+  read -r -a ports <<<"$(cfdr_free_ports 4)"
   local started=$SECONDS
   cfdr_start_s3 "${ports[0]}"
   cfdr_start_azurite "${ports[1]}"
   cfdr_start_gcs "${ports[2]}"
+  cfdr_start_moto "${ports[3]}"
   export CFDR_TEST_PG_BIN="$CFDR_PG_BIN"
   # Tells the tests the services are meant to be up: a missing one is an
   # error, not a skip.
   export CFDR_TEST_REQUIRE_SERVICES=1
-  cfdr_log "services up in $((SECONDS - started))s: S3 $CFDR_TEST_S3_ENDPOINT, Azure $CFDR_TEST_AZBLOB_ENDPOINT, GCS $CFDR_TEST_GCS_ENDPOINT (logs: $CFDR_SVC_DIR)"
+  cfdr_log "services up in $((SECONDS - started))s: S3 $CFDR_TEST_S3_ENDPOINT, Azure $CFDR_TEST_AZBLOB_ENDPOINT, GCS $CFDR_TEST_GCS_ENDPOINT, moto $CFDR_TEST_MOTO_ENDPOINT (logs: $CFDR_SVC_DIR)"
 }

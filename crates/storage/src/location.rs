@@ -375,6 +375,8 @@ impl StorageOptions {
     /// (used by tests for fault injection) before retry, timeout and logging
     /// are applied on top.
     pub fn build_with(&self, inject: impl FnOnce(Operator) -> Operator) -> Result<Store> {
+        // Idempotent: installs the rustls HTTP transport process-wide.
+        opendal::install_default();
         let raw = self.url.as_deref().unwrap_or(DEFAULT_REPOSITORY);
         let loc = Location::parse(raw)?;
         let mut compat = self.compat;

@@ -142,6 +142,19 @@ impl Store {
     }
 
     fn access_err(&self, e: opendal::Error) -> Error {
+        // S3 reports a missing bucket as NoSuchBucket (opendal: ConfigInvalid),
+        // Azure as ContainerNotFound.
+        let text = format!("{e:?}");
+        let missing = ["NoSuchBucket", "ContainerNotFound", "The specified bucket does not exist"]
+            .iter()
+            .any(|code| text.contains(code));
+        if missing {
+            return Error::MissingBucket {
+                what: self.location.kind.bucket_word(),
+                name: self.location.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+        }
         match self.map_err("list", "/", e) {
             Error::NotFound { .. } => Error::MissingBucket {
                 what: self.location.kind.bucket_word(),

@@ -30,6 +30,8 @@ pub enum Backend {
     Fs,
     /// The S3 server (s3s-fs) started by `scripts/test`.
     S3,
+    /// The second S3 server (moto) started by `scripts/test`.
+    S3Moto,
     /// Azurite started by `scripts/test`.
     Azblob,
     /// fake-gcs-server started by `scripts/test`.
@@ -38,9 +40,12 @@ pub enum Backend {
 
 impl Backend {
     /// Whether the backend decides create-only writes atomically here.
-    /// fake-gcs-server ignores `ifGenerationMatch=0`.
+    /// fake-gcs-server ignores `ifGenerationMatch=0`; s3s-fs checks
+    /// `If-None-Match` before writing, so two racing creates can both pass
+    /// (sequential creates are refused correctly). moto, Azurite, memory and
+    /// fs (hard link) are atomic.
     pub fn has_atomic_create(self) -> bool {
-        self != Backend::Gcs
+        !matches!(self, Backend::Gcs | Backend::S3)
     }
 }
 
@@ -93,6 +98,10 @@ impl TestLocation {
                 (StorageOptions::from_url(url), Some(dir))
             }
             Backend::S3 => (Self::s3(&prefix).or_else(|| missing("the S3 emulator", test))?, None),
+            Backend::S3Moto => (
+                Self::moto(&prefix).or_else(|| missing("the moto S3 server", test))?,
+                None,
+            ),
             Backend::Azblob => (
                 Self::azblob(&prefix).or_else(|| missing("Azurite", test))?,
                 None,
@@ -117,6 +126,18 @@ impl TestLocation {
         o.s3.region = var("CFDR_TEST_S3_REGION");
         o.s3.access_key_id = var("CFDR_TEST_S3_ACCESS_KEY_ID");
         o.s3.secret_access_key = var("CFDR_TEST_S3_SECRET_ACCESS_KEY");
+        o.s3.explicit_credentials_only = true;
+        Some(o)
+    }
+
+    fn moto(prefix: &str) -> Option<StorageOptions> {
+        let endpoint = var("CFDR_TEST_MOTO_ENDPOINT")?;
+        let mut o = StorageOptions::from_url(format!("s3://cfdr-test/{prefix}"));
+        o.s3.endpoint = Some(endpoint);
+        o.s3.region = Some("us-east-1".into());
+        // moto accepts any credentials.
+        o.s3.access_key_id = Some("test".into());
+        o.s3.secret_access_key = Some("test".into());
         o.s3.explicit_credentials_only = true;
         Some(o)
     }
