@@ -43,7 +43,9 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum Error {
     /// A recipient string is neither an age X25519 key nor an ssh public key.
-    #[error("invalid age recipient {recipient:?}: expected an `age1...` key or an `ssh-ed25519`/`ssh-rsa` public key")]
+    #[error(
+        "invalid age recipient {recipient:?}: expected an `age1...` key or an `ssh-ed25519`/`ssh-rsa` public key"
+    )]
     InvalidRecipient {
         /// The rejected recipient (public material only).
         recipient: String,
@@ -60,7 +62,9 @@ pub enum Error {
         source: io::Error,
     },
     /// An identity file is readable by group or others.
-    #[error("age identity file {path} has mode {mode:o}: it must not be readable by group or others; run `chmod 600 {path}`")]
+    #[error(
+        "age identity file {path} has mode {mode:o}: it must not be readable by group or others; run `chmod 600 {path}`"
+    )]
     InsecureIdentityFile {
         /// The file.
         path: PathBuf,
@@ -68,7 +72,9 @@ pub enum Error {
         mode: u32,
     },
     /// The identity environment variable is not set.
-    #[error("environment variable {var} is not set: export an age identity (AGE-SECRET-KEY-1...) in it")]
+    #[error(
+        "environment variable {var} is not set: export an age identity (AGE-SECRET-KEY-1...) in it"
+    )]
     MissingIdentityVar {
         /// The variable name.
         var: String,
@@ -263,13 +269,15 @@ pub fn encrypt_writer<W: Write>(
     Ok(encryptor.wrap_output(output)?)
 }
 
-/// Opens an age stream from `input` with `identities`. Authentication of each
-/// chunk happens as it is read; a damaged or truncated stream fails on read.
+/// Opens an age stream (binary or ASCII-armored) from `input` with
+/// `identities`. Authentication of each chunk happens as it is read; a
+/// damaged or truncated stream fails on read.
 pub fn decrypt_reader<R: Read>(
     identities: &Identities,
     input: R,
-) -> Result<age::stream::StreamReader<R>> {
+) -> Result<age::stream::StreamReader<age::armor::ArmoredReader<io::BufReader<R>>>> {
     let parsed = identities.parse()?;
+    let input = age::armor::ArmoredReader::new(input);
     let decryptor = age::Decryptor::new(input).map_err(|e| Error::Decrypt(e.to_string()))?;
     decryptor
         .decrypt(parsed.iter().map(|i| i.as_ref() as _))

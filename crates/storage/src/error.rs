@@ -9,7 +9,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The repository URL cannot be parsed.
-    #[error("invalid repository URL {url:?}: {reason}; expected e.g. file:///var/backups/cfdr, s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix or memory://")]
+    #[error(
+        "invalid repository URL {url:?}: {reason}; expected e.g. file:///var/backups/cfdr, s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix or memory://"
+    )]
     InvalidUrl {
         /// The URL as given.
         url: String,
@@ -17,7 +19,9 @@ pub enum Error {
         reason: String,
     },
     /// The URL scheme is not one cfdr supports.
-    #[error("unsupported repository scheme {scheme:?} in {url:?}: use file, s3, gs, azblob or memory")]
+    #[error(
+        "unsupported repository scheme {scheme:?} in {url:?}: use file, s3, gs, azblob or memory"
+    )]
     UnsupportedScheme {
         /// The scheme found.
         scheme: String,
@@ -33,7 +37,9 @@ pub enum Error {
         reason: String,
     },
     /// The bucket or container does not exist.
-    #[error("{what} {name:?} does not exist at {endpoint}: create it first or fix the repository URL")]
+    #[error(
+        "{what} {name:?} does not exist at {endpoint}: create it first or fix the repository URL"
+    )]
     MissingBucket {
         /// "bucket" or "container".
         what: &'static str,
@@ -53,7 +59,9 @@ pub enum Error {
         hint: &'static str,
     },
     /// The endpoint could not be reached (after retries).
-    #[error("cannot reach {endpoint} ({detail}): check the endpoint URL, the network and that the service is running")]
+    #[error(
+        "cannot reach {endpoint} ({detail}): check the endpoint URL, the network and that the service is running"
+    )]
     Unreachable {
         /// The endpoint.
         endpoint: String,
@@ -87,9 +95,9 @@ pub enum Error {
         operation: &'static str,
         /// The object key or prefix.
         key: String,
-        /// The opendal error.
+        /// The opendal error (boxed: it is large).
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     /// Compression or decompression failed.
     #[error("codec failed on {key}: {reason}")]
@@ -127,7 +135,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// No repository at this location.
-    #[error("no cfdr repository at {location}: run `cfdr-repo init` (or pass --init) to create one")]
+    #[error(
+        "no cfdr repository at {location}: run `cfdr-repo init` (or pass --init) to create one"
+    )]
     NotARepository {
         /// The repository location.
         location: String,
@@ -141,7 +151,9 @@ pub enum Error {
         id: String,
     },
     /// The repository was written by a newer cfdr.
-    #[error("repository format {found} at {location} is newer than this cfdr supports ({supported}): upgrade cfdr")]
+    #[error(
+        "repository format {found} at {location} is newer than this cfdr supports ({supported}): upgrade cfdr"
+    )]
     UnsupportedFormat {
         /// The repository location.
         location: String,
@@ -165,7 +177,9 @@ pub enum Error {
         id: String,
     },
     /// A lease lock is held by someone else.
-    #[error("lock {name} is held by {holder} (host {host}, pid {pid}) until {expires}; wait, or if that process is gone the lock expires by itself in {remaining:?}")]
+    #[error(
+        "lock {name} is held by {holder} (host {host}, pid {pid}) until {expires}; wait, or if that process is gone the lock expires by itself in {remaining:?}"
+    )]
     Locked {
         /// Lock name.
         name: String,

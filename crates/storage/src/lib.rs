@@ -51,8 +51,8 @@ pub use location::{
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
 pub use repo::{
-    BackupId, BackupWriter, Leftover, Manifest, RepoConfig, Repository, VerifyReport,
-    BACKUPS_PREFIX, CONFIG_KEY, FORMAT_VERSION, MANIFEST_NAME, TOOL_VERSION,
+    BACKUPS_PREFIX, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover, MANIFEST_NAME,
+    Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
 };
 
 /// Re-exported so callers can name operator types without their own

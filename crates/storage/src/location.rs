@@ -77,7 +77,10 @@ impl std::fmt::Debug for S3Options {
             .field("region", &self.region)
             .field("virtual_host_style", &self.virtual_host_style)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("explicit_credentials_only", &self.explicit_credentials_only)
             .finish()
     }
@@ -108,7 +111,10 @@ impl std::fmt::Debug for AzblobOptions {
         f.debug_struct("AzblobOptions")
             .field("endpoint", &self.endpoint)
             .field("account_name", &self.account_name)
-            .field("account_key", &self.account_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "account_key",
+                &self.account_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("sas_token", &self.sas_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -223,7 +229,9 @@ impl BackendKind {
             BackendKind::Azblob => {
                 "AZURE_STORAGE_ACCOUNT / AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING"
             }
-            BackendKind::Gcs => "GOOGLE_APPLICATION_CREDENTIALS and the service account's bucket roles",
+            BackendKind::Gcs => {
+                "GOOGLE_APPLICATION_CREDENTIALS and the service account's bucket roles"
+            }
             BackendKind::Fs => "the file permissions of the repository folder",
             BackendKind::Memory => "nothing (memory repositories have no credentials)",
         }
@@ -501,8 +509,7 @@ impl StorageOptions {
                     .cloned()
                     .or_else(|| o.endpoint.clone())
                     .or_else(|| emulator.clone());
-                let anonymous =
-                    param_bool(loc, "anonymous", o.anonymous)? || emulator.is_some();
+                let anonymous = param_bool(loc, "anonymous", o.anonymous)? || emulator.is_some();
                 let mut b = services::Gcs::default().bucket(&loc.bucket).root(&root);
                 if let Some(ep) = &endpoint {
                     b = b.endpoint(ep);
@@ -629,6 +636,9 @@ mod tests {
         o.s3.secret_access_key = Some("hunter2".into());
         o.azblob.account_key = Some("hunter3".into());
         let shown = format!("{o:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
     }
 }

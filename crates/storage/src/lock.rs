@@ -224,7 +224,9 @@ impl Drop for Lease {
                     }
                 });
             }
-            Err(_) => tracing::warn!(lock = %self.record.name, "lock dropped outside a runtime; it expires by itself"),
+            Err(_) => {
+                tracing::warn!(lock = %self.record.name, "lock dropped outside a runtime; it expires by itself")
+            }
         }
     }
 }

@@ -92,7 +92,9 @@ impl Store {
     pub fn map_err(&self, operation: &'static str, key: &str, e: opendal::Error) -> Error {
         let kind = self.location.kind;
         match e.kind() {
-            ErrorKind::NotFound => Error::NotFound { key: key.to_owned() },
+            ErrorKind::NotFound => Error::NotFound {
+                key: key.to_owned(),
+            },
             ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists => Error::AlreadyExists {
                 key: key.to_owned(),
             },
@@ -110,7 +112,7 @@ impl Store {
             _ => Error::Backend {
                 operation,
                 key: key.to_owned(),
-                source: e,
+                source: Box::new(e),
             },
         }
     }
@@ -145,9 +147,13 @@ impl Store {
         // S3 reports a missing bucket as NoSuchBucket (opendal: ConfigInvalid),
         // Azure as ContainerNotFound.
         let text = format!("{e:?}");
-        let missing = ["NoSuchBucket", "ContainerNotFound", "The specified bucket does not exist"]
-            .iter()
-            .any(|code| text.contains(code));
+        let missing = [
+            "NoSuchBucket",
+            "ContainerNotFound",
+            "The specified bucket does not exist",
+        ]
+        .iter()
+        .any(|code| text.contains(code));
         if missing {
             return Error::MissingBucket {
                 what: self.location.kind.bucket_word(),
@@ -195,12 +201,16 @@ impl Store {
             return w.finish().await;
         }
         if self.stat(key).await?.is_some() {
-            return Err(Error::AlreadyExists { key: key.to_owned() });
+            return Err(Error::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         let info = self.put(key, bytes.clone()).await?;
         let back = self.get(key).await?;
         if back != bytes {
-            return Err(Error::AlreadyExists { key: key.to_owned() });
+            return Err(Error::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         Ok(info)
     }
@@ -348,9 +358,17 @@ fn short(e: &opendal::Error) -> String {
 
 fn looks_unreachable(e: &opendal::Error) -> bool {
     let text = format!("{e:?}").to_ascii_lowercase();
-    ["connect", "dns", "refused", "timed out", "timeout", "unreachable", "send http request"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "connect",
+        "dns",
+        "refused",
+        "timed out",
+        "timeout",
+        "unreachable",
+        "send http request",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Recovers a storage error carried inside an `io::Error`, or names the key.
@@ -453,7 +471,7 @@ fn fs_err(key: &str, e: std::io::Error) -> Error {
     Error::Backend {
         operation: "write",
         key: key.to_owned(),
-        source: opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+        source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
     }
 }
 
@@ -468,7 +486,10 @@ enum Sink {
         dest: std::path::PathBuf,
     },
     /// Whole object buffered, sent in one request on finish.
-    Single { chunks: Vec<Bytes>, create_only: bool },
+    Single {
+        chunks: Vec<Bytes>,
+        create_only: bool,
+    },
 }
 
 /// A streaming upload that hashes what it stores.
@@ -504,7 +525,9 @@ impl ObjectWriter {
             let root = std::path::Path::new(&store.location.bucket);
             let dest = root.join(key.trim_start_matches('/'));
             if dest.exists() {
-                return Err(Error::AlreadyExists { key: key.to_owned() });
+                return Err(Error::AlreadyExists {
+                    key: key.to_owned(),
+                });
             }
             let tmp = root
                 .join(TMP_DIR)
@@ -603,9 +626,11 @@ impl ObjectWriter {
                     size: self.size,
                     sha256: hex::encode(self.hasher.finalize()),
                 }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
-                    key: self.key.clone(),
-                }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(Error::AlreadyExists {
+                        key: self.key.clone(),
+                    })
+                }
                 Err(e) => Err(fs_err(&self.key, e)),
             };
         }

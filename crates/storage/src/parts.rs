@@ -24,7 +24,9 @@ pub struct PartSizer {
 impl PartSizer {
     /// Size of part number `n` (0-based).
     pub fn size_of(n: usize) -> usize {
-        let doublings = u32::try_from(n / PARTS_PER_STEP).unwrap_or(u32::MAX).min(10);
+        let doublings = u32::try_from(n / PARTS_PER_STEP)
+            .unwrap_or(u32::MAX)
+            .min(10);
         MIN_PART.saturating_mul(1 << doublings).min(MAX_PART)
     }
 

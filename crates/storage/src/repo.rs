@@ -54,7 +54,11 @@ pub struct BackupId(String);
 impl BackupId {
     /// A new id for a backup of `kind` started at `started`.
     pub fn new(started: Timestamp, kind: &str) -> Result<Self> {
-        if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        if kind.is_empty()
+            || !kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
             return Err(Error::InvalidOption {
                 option: "backup kind".into(),
                 reason: format!("{kind:?} must be lower-case letters and digits"),
@@ -106,7 +110,9 @@ impl BackupId {
 fn parse_id_time(s: &str) -> Option<Timestamp> {
     let t = s.strip_suffix('Z')?;
     let dt = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.f", t).ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 impl std::fmt::Display for BackupId {
@@ -206,11 +212,14 @@ impl Repository {
     pub async fn init(store: Store) -> Result<Self> {
         store.check_access().await.or_else(|e| match e {
             // A local folder that does not exist yet is created.
-            Error::MissingBucket { what: "folder", name, .. } => std::fs::create_dir_all(&name)
-                .map_err(|io| Error::InvalidOption {
-                    option: "repository folder".into(),
-                    reason: format!("cannot create {name}: {io}"),
-                }),
+            Error::MissingBucket {
+                what: "folder",
+                name,
+                ..
+            } => std::fs::create_dir_all(&name).map_err(|io| Error::InvalidOption {
+                option: "repository folder".into(),
+                reason: format!("cannot create {name}: {io}"),
+            }),
             other => Err(other),
         })?;
         let config = RepoConfig {
@@ -259,7 +268,8 @@ impl Repository {
     /// Opens the repository, creating it first if absent.
     pub async fn open_or_init(store: Store) -> Result<Self> {
         match Self::open(store.clone()).await {
-            Err(Error::NotARepository { .. }) | Err(Error::MissingBucket { what: "folder", .. }) => {
+            Err(Error::NotARepository { .. })
+            | Err(Error::MissingBucket { what: "folder", .. }) => {
                 match Self::init(store.clone()).await {
                     // Lost a race with another init: use theirs.
                     Err(Error::RepositoryExists { .. }) => Self::open(store).await,
@@ -388,7 +398,10 @@ impl Repository {
             }
         }
         if !foreign.is_empty() {
-            tracing::warn!(?foreign, "ignoring folders under backups/ that are not cfdr backup ids");
+            tracing::warn!(
+                ?foreign,
+                "ignoring folders under backups/ that are not cfdr backup ids"
+            );
         }
         Ok((complete, incomplete))
     }
@@ -417,7 +430,8 @@ impl BackupWriter {
     }
 
     fn object_key(&self, name: &str) -> Result<String> {
-        if name.is_empty() || name == MANIFEST_NAME || name.starts_with('/') || name.contains("..") {
+        if name.is_empty() || name == MANIFEST_NAME || name.starts_with('/') || name.contains("..")
+        {
             return Err(Error::InvalidOption {
                 option: "object name".into(),
                 reason: format!("{name:?} is reserved or not a relative name"),
@@ -427,7 +441,12 @@ impl BackupWriter {
     }
 
     /// Streams `src` through the codec into object `name` of this backup.
-    pub async fn put_encoded<R>(&mut self, name: &str, src: R, opts: &EncodeOptions) -> Result<StoredObject>
+    pub async fn put_encoded<R>(
+        &mut self,
+        name: &str,
+        src: R,
+        opts: &EncodeOptions,
+    ) -> Result<StoredObject>
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
@@ -438,7 +457,11 @@ impl BackupWriter {
     }
 
     /// Stores `bytes` as is (already encoded, or small plain metadata).
-    pub async fn put_raw(&mut self, name: &str, bytes: impl Into<bytes::Bytes>) -> Result<StoredObject> {
+    pub async fn put_raw(
+        &mut self,
+        name: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> Result<StoredObject> {
         let key = self.object_key(name)?;
         let bytes = bytes.into();
         let raw_size = bytes.len() as u64;
@@ -457,7 +480,10 @@ impl BackupWriter {
     }
 
     /// Writes the manifest (create-only, last): from now on the backup is listed.
-    pub async fn commit(self, details: serde_json::Map<String, serde_json::Value>) -> Result<Manifest> {
+    pub async fn commit(
+        self,
+        details: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Manifest> {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             id: self.id.clone(),
@@ -470,7 +496,9 @@ impl BackupWriter {
             details,
         };
         let key = format!("{}{MANIFEST_NAME}", self.id.prefix());
-        self.store.create_if_absent(&key, to_json(&manifest)).await?;
+        self.store
+            .create_if_absent(&key, to_json(&manifest))
+            .await?;
         Ok(manifest)
     }
 }
@@ -500,7 +528,10 @@ mod tests {
         let b = BackupId::new("2026-01-02T03:04:05.007Z".parse().unwrap(), "physical").unwrap();
         assert!(a < b);
         assert!(a.as_str().starts_with("20260102T030405.006Z-logical-"));
-        assert_eq!(a.time(), "2026-01-02T03:04:05.006Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            a.time(),
+            "2026-01-02T03:04:05.006Z".parse::<Timestamp>().unwrap()
+        );
         assert_eq!(a.kind(), "logical");
         assert_eq!(BackupId::parse(a.as_str()).unwrap(), a);
         assert!(BackupId::parse("yesterday-logical-0000").is_err());

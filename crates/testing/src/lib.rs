@@ -97,7 +97,10 @@ impl TestLocation {
                 let url = format!("file://{}", dir.path().join("repo").display());
                 (StorageOptions::from_url(url), Some(dir))
             }
-            Backend::S3 => (Self::s3(&prefix).or_else(|| missing("the S3 emulator", test))?, None),
+            Backend::S3 => (
+                Self::s3(&prefix).or_else(|| missing("the S3 emulator", test))?,
+                None,
+            ),
             Backend::S3Moto => (
                 Self::moto(&prefix).or_else(|| missing("the moto S3 server", test))?,
                 None,
