@@ -41,6 +41,7 @@ mod lock;
 mod object;
 pub mod parts;
 mod repo;
+mod selftest;
 
 pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
 pub use error::{Error, Result};
@@ -50,6 +51,7 @@ pub use location::{
 };
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
+pub use selftest::{SelfTestReport, sample_data};
 pub use repo::{
     BACKUPS_PREFIX, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover, MANIFEST_NAME,
     Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,

@@ -327,13 +327,18 @@ impl Location {
     }
 
     fn local(path: &Path) -> Self {
-        let abs = if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_owned()
         } else {
             std::env::current_dir()
                 .unwrap_or_else(|_| PathBuf::from("/"))
                 .join(path)
         };
+        // Drop `.` components so the shown location is the plain path.
+        let abs: PathBuf = joined
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         Self {
             kind: BackendKind::Fs,
             bucket: abs.display().to_string(),

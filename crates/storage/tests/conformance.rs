@@ -14,27 +14,8 @@ use cfdr_testing::{Backend, FaultLayer, FaultMode, FaultOp, TestLocation};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-/// Deterministic data that compresses about 3:1, like a SQL dump.
 fn sample(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let line = format!(
-            "INSERT INTO trades VALUES ({}, 'BTC-USD', {}.{:02});\n",
-            x % 100_000,
-            x % 70_000,
-            x % 100
-        );
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(&x.to_le_bytes()[..(x % 8) as usize]);
-    }
-    out.truncate(len);
-    out
+    cfdr_storage::sample_data(len, seed)
 }
 
 fn sha(data: &[u8]) -> String {

@@ -1,0 +1,135 @@
+//! cfdr-repo: thin wiring from flags to cfdr-storage.
+// Binaries own the terminal: printing is their job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cfdr_storage::{BackupId, Repository};
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // opendal logs expected misses (a stat of an absent key) as warnings.
+    let filter = ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(cli.verbose.min(2))];
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut config = cfdr_config::Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.repository {
+        config.repository.url = Some(url);
+    }
+    let store = config.repository.build()?;
+    let location = store.location().display();
+    let repo = match &cli.command {
+        Command::Init => {
+            let repo = Repository::init(store).await?;
+            println!("created repository {} at {location}", repo.config().id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Selftest { init: true, .. } => Repository::open_or_init(store).await?,
+        _ => Repository::open(store).await?,
+    };
+    match cli.command {
+        Command::Init => unreachable!("handled above"),
+        Command::Info { json } => {
+            let backups = repo.backups().await?;
+            let leftovers = repo.leftovers(jiff::Timestamp::MAX).await?;
+            let stored: u64 = backups.iter().map(|m| m.stored_size()).sum();
+            let cfg = repo.config();
+            if json {
+                let value = serde_json::json!({
+                    "location": location, "repository": cfg, "backups": backups.len(),
+                    "stored_bytes": stored, "uncommitted": leftovers.len(),
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("repository {} (format {}) at {location}", cfg.id, cfg.format_version);
+                println!("created {} by {}", cfg.created, cfg.created_by);
+                println!("{} backups, {} stored, {} uncommitted leftovers", backups.len(), human(stored), leftovers.len());
+            }
+        }
+        Command::List { json } => {
+            let backups = repo.backups().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&backups)?);
+            } else {
+                let now = jiff::Timestamp::now();
+                println!("{:<40} {:<10} {:<8} {:>10} {:>10}", "ID", "KIND", "CLASS", "SIZE", "AGE");
+                for m in &backups {
+                    let age = now.duration_since(m.finished).as_secs() / 60;
+                    let class = m.class.as_deref().unwrap_or("-");
+                    println!("{:<40} {:<10} {:<8} {:>10} {:>9}m", m.id, m.kind, class, human(m.stored_size()), age);
+                }
+            }
+        }
+        Command::Verify { id, all } => {
+            let ids = match (id, all) {
+                (Some(id), _) => vec![BackupId::parse(&id)?],
+                (None, true) => repo.backup_ids().await?,
+                (None, false) => repo.backup_ids().await?.pop().into_iter().collect(),
+            };
+            anyhow::ensure!(!ids.is_empty(), "the repository holds no backup to verify");
+            let mut failed = 0;
+            for id in ids {
+                let report = repo.verify(&repo.manifest(&id).await?).await?;
+                println!("{id}: {} objects ok, {} failed", report.verified, report.failures.len());
+                for (key, why) in &report.failures {
+                    println!("  FAILED {key}: {why}");
+                }
+                failed += usize::from(!report.is_ok());
+            }
+            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Command::Selftest { size_mib, keep, .. } => {
+            let opts = config.encode_options()?;
+            let ids = config.identities()?.map(Arc::new);
+            let r = repo
+                .self_test(size_mib << 20, &opts, ids, keep)
+                .await
+                .context("self-test failed")?;
+            let mib = r.raw_bytes as f64 / f64::from(1 << 20);
+            println!("self-test passed on {location} ({:?}, encrypted: {})", opts.compression, opts.recipients.is_some());
+            println!("  wrote  {} -> {} in {:.2}s ({:.0} MiB/s)", human(r.raw_bytes), human(r.stored_bytes), r.write.as_secs_f64(), mib / r.write.as_secs_f64());
+            println!("  verify {:.2}s, read back and compare {:.2}s", r.verify.as_secs_f64(), r.read.as_secs_f64());
+            println!("  backup {} {}", r.id, if r.kept { "kept" } else { "deleted" });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(bytes: u64) -> String {
+    let mut v = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1} TiB")
+}

@@ -1,0 +1,259 @@
+//! cfdr configuration: one TOML file shared by every binary.
+//!
+//! The file is found at `--config PATH`, else `$CFDR_CONFIG`, else
+//! `/etc/cfdr/cfdr.toml` when it exists; without one, defaults apply (a local
+//! folder repository at `./cfdr-repo`, zstd, no encryption). Environment
+//! variables override the file, and bins apply flags on top:
+//!
+//! | key | environment | default |
+//! |---|---|---|
+//! | `repository.url` | `CFDR_REPOSITORY` | `./cfdr-repo` |
+//! | `codec.compression` | `CFDR_COMPRESSION` | `zstd` |
+//! | `codec.level` | `CFDR_COMPRESSION_LEVEL` | algorithm default |
+//! | `encryption.recipients` | `CFDR_AGE_RECIPIENTS` (comma-separated) | none |
+//! | `encryption.recipients-file` | `CFDR_AGE_RECIPIENTS_FILE` | none |
+//! | `encryption.identity-file` | `CFDR_AGE_IDENTITY_FILE` | none |
+//! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
+//!
+//! Secrets never live in the file: credentials come from each cloud's own
+//! variables and chains, age identities from a 0600 file or a variable.
+//!
+//! ```
+//! let cfg = cfdr_config::Config::from_toml(r#"
+//!     [repository]
+//!     url = "s3://backups/cryptofunk?region=eu-west-1"
+//!     [codec]
+//!     compression = "gzip"
+//! "#).unwrap();
+//! assert_eq!(cfg.codec.compression, cfdr_storage::Compression::Gzip);
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use cfdr_secrets::{Identities, Recipients};
+use cfdr_storage::{Compression, EncodeOptions, StorageOptions};
+use serde::{Deserialize, Serialize};
+
+/// Errors while loading configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for cfdr.
+    #[error("invalid config {origin}: {reason}")]
+    Parse {
+        /// Where the text came from.
+        origin: String,
+        /// The parser's message (line and key included).
+        reason: String,
+    },
+    /// An environment variable holds an invalid value.
+    #[error("invalid value in ${var}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Key material could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] cfdr_secrets::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Default system-wide location of the config file.
+pub const SYSTEM_CONFIG: &str = "/etc/cfdr/cfdr.toml";
+
+/// Compression settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CodecConfig {
+    /// Algorithm.
+    pub compression: Compression,
+    /// Level; the algorithm's default when unset.
+    pub level: Option<i32>,
+}
+
+/// Encryption settings (public recipients and where identities come from).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age recipients (`age1...`, `ssh-ed25519 ...`).
+    pub recipients: Vec<String>,
+    /// A file of recipients, one per line.
+    pub recipients_file: Option<PathBuf>,
+    /// Identity file for decryption (must be mode 0600).
+    pub identity_file: Option<PathBuf>,
+    /// Environment variable holding identity text, tried when no file is set.
+    pub identity_env: String,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            recipients: Vec::new(),
+            recipients_file: None,
+            identity_file: None,
+            identity_env: "CFDR_AGE_IDENTITY".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where the repository is.
+    pub repository: StorageOptions,
+    /// Compression.
+    pub codec: CodecConfig,
+    /// Encryption.
+    pub encryption: EncryptionConfig,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Parses TOML text (no environment applied).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            origin: "text".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Loads the file (explicit path, `$CFDR_CONFIG`, or the system file if
+    /// present), then applies environment overrides.
+    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| env("CFDR_CONFIG").map(PathBuf::from))
+            .or_else(|| Path::new(SYSTEM_CONFIG).is_file().then(|| SYSTEM_CONFIG.into()));
+        let mut cfg = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| Error::Parse {
+                    origin: p.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        if let Some(url) = env("CFDR_REPOSITORY") {
+            self.repository.url = Some(url);
+        }
+        if let Some(c) = env("CFDR_COMPRESSION") {
+            self.codec.compression = c.parse().map_err(|e: cfdr_storage::Error| Error::Env {
+                var: "CFDR_COMPRESSION",
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some(l) = env("CFDR_COMPRESSION_LEVEL") {
+            self.codec.level = Some(l.trim().parse().map_err(|_| Error::Env {
+                var: "CFDR_COMPRESSION_LEVEL",
+                reason: format!("{l:?} is not an integer"),
+            })?);
+        }
+        if let Some(r) = env("CFDR_AGE_RECIPIENTS") {
+            self.encryption.recipients = r.split(',').map(|s| s.trim().to_owned()).collect();
+        }
+        if let Some(f) = env("CFDR_AGE_RECIPIENTS_FILE") {
+            self.encryption.recipients_file = Some(f.into());
+        }
+        if let Some(f) = env("CFDR_AGE_IDENTITY_FILE") {
+            self.encryption.identity_file = Some(f.into());
+        }
+        Ok(())
+    }
+
+    /// The configured recipients, or `None` when encryption is off.
+    pub fn recipients(&self) -> Result<Option<Recipients>> {
+        let mut all = self.encryption.recipients.clone();
+        if let Some(f) = &self.encryption.recipients_file {
+            let text = std::fs::read_to_string(f).map_err(|source| Error::Read {
+                path: f.clone(),
+                source,
+            })?;
+            all.extend(text.lines().map(str::to_owned));
+        }
+        if all.iter().all(|r| r.trim().is_empty() || r.trim().starts_with('#')) {
+            return Ok(None);
+        }
+        Ok(Some(Recipients::parse(all.iter().map(String::as_str))?))
+    }
+
+    /// The configured identities (file first, then the variable), or `None`.
+    pub fn identities(&self) -> Result<Option<Identities>> {
+        if let Some(f) = &self.encryption.identity_file {
+            return Ok(Some(Identities::from_file(f, false)?));
+        }
+        if env(&self.encryption.identity_env).is_some() {
+            return Ok(Some(Identities::from_env(&self.encryption.identity_env)?));
+        }
+        Ok(None)
+    }
+
+    /// Encode options from the codec and encryption settings.
+    pub fn encode_options(&self) -> Result<EncodeOptions> {
+        let mut o = EncodeOptions::new(self.codec.compression);
+        o.level = self.codec.level;
+        o.recipients = self.recipients()?;
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_local_zstd_repository() {
+        let cfg = Config::from_toml("").unwrap();
+        assert_eq!(cfg.repository.url, None);
+        assert_eq!(cfg.codec.compression, Compression::Zstd);
+        assert!(cfg.recipients().unwrap().is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_secret_fields_are_rejected() {
+        let err = Config::from_toml("[repository]\nurll = 'x'").unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+        // Credentials may not be put in the file.
+        let err = Config::from_toml("[repository.s3]\nsecret-access-key = 'x'").unwrap_err();
+        assert!(err.to_string().contains("secret-access-key"), "{err}");
+    }
+
+    #[test]
+    fn recipients_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = cfdr_secrets::generate_identity();
+        let f = dir.path().join("recipients.txt");
+        std::fs::write(&f, format!("# ops team\n{public}\n")).unwrap();
+        let cfg = Config::from_toml(&format!(
+            "[encryption]\nrecipients-file = '{}'",
+            f.display()
+        ))
+        .unwrap();
+        assert_eq!(cfg.recipients().unwrap().unwrap().keys(), [public]);
+    }
+}
