@@ -9,10 +9,13 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes: 0 success, 1 a verification failed, 2 usage or runtime error.
 #[derive(Debug, Parser)]
-#[command(version, after_help = "Examples:\n  \
+#[command(
+    version,
+    after_help = "Examples:\n  \
     cfdr-repo selftest --init                       # local ./cfdr-repo, 64 MiB round trip\n  \
     cfdr-repo -r s3://backups/cfdr?region=eu-west-1 list --json\n  \
-    cfdr-repo verify --all")]
+    cfdr-repo verify --all"
+)]
 pub(crate) struct Cli {
     /// Config file (default: $CFDR_CONFIG, then /etc/cfdr/cfdr.toml if present).
     #[arg(long, global = true, env = "CFDR_CONFIG")]

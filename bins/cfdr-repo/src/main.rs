@@ -15,7 +15,8 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // opendal logs expected misses (a stat of an absent key) as warnings.
-    let filter = ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(cli.verbose.min(2))];
+    let filter =
+        ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(cli.verbose.min(2))];
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -69,9 +70,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                println!("repository {} (format {}) at {location}", cfg.id, cfg.format_version);
+                println!(
+                    "repository {} (format {}) at {location}",
+                    cfg.id, cfg.format_version
+                );
                 println!("created {} by {}", cfg.created, cfg.created_by);
-                println!("{} backups, {} stored, {} uncommitted leftovers", backups.len(), human(stored), leftovers.len());
+                println!(
+                    "{} backups, {} stored, {} uncommitted leftovers",
+                    backups.len(),
+                    human(stored),
+                    leftovers.len()
+                );
             }
         }
         Command::List { json } => {
@@ -80,11 +89,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&backups)?);
             } else {
                 let now = jiff::Timestamp::now();
-                println!("{:<40} {:<10} {:<8} {:>10} {:>10}", "ID", "KIND", "CLASS", "SIZE", "AGE");
+                println!(
+                    "{:<40} {:<10} {:<8} {:>10} {:>10}",
+                    "ID", "KIND", "CLASS", "SIZE", "AGE"
+                );
                 for m in &backups {
                     let age = now.duration_since(m.finished).as_secs() / 60;
                     let class = m.class.as_deref().unwrap_or("-");
-                    println!("{:<40} {:<10} {:<8} {:>10} {:>9}m", m.id, m.kind, class, human(m.stored_size()), age);
+                    println!(
+                        "{:<40} {:<10} {:<8} {:>10} {:>9}m",
+                        m.id,
+                        m.kind,
+                        class,
+                        human(m.stored_size()),
+                        age
+                    );
                 }
             }
         }
@@ -98,13 +117,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = 0;
             for id in ids {
                 let report = repo.verify(&repo.manifest(&id).await?).await?;
-                println!("{id}: {} objects ok, {} failed", report.verified, report.failures.len());
+                println!(
+                    "{id}: {} objects ok, {} failed",
+                    report.verified,
+                    report.failures.len()
+                );
                 for (key, why) in &report.failures {
                     println!("  FAILED {key}: {why}");
                 }
                 failed += usize::from(!report.is_ok());
             }
-            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            return Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::Selftest { size_mib, keep, .. } => {
             let opts = config.encode_options()?;
@@ -114,10 +141,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .context("self-test failed")?;
             let mib = r.raw_bytes as f64 / f64::from(1 << 20);
-            println!("self-test passed on {location} ({:?}, encrypted: {})", opts.compression, opts.recipients.is_some());
-            println!("  wrote  {} -> {} in {:.2}s ({:.0} MiB/s)", human(r.raw_bytes), human(r.stored_bytes), r.write.as_secs_f64(), mib / r.write.as_secs_f64());
-            println!("  verify {:.2}s, read back and compare {:.2}s", r.verify.as_secs_f64(), r.read.as_secs_f64());
-            println!("  backup {} {}", r.id, if r.kept { "kept" } else { "deleted" });
+            println!(
+                "self-test passed on {location} ({:?}, encrypted: {})",
+                opts.compression,
+                opts.recipients.is_some()
+            );
+            println!(
+                "  wrote  {} -> {} in {:.2}s ({:.0} MiB/s)",
+                human(r.raw_bytes),
+                human(r.stored_bytes),
+                r.write.as_secs_f64(),
+                mib / r.write.as_secs_f64()
+            );
+            println!(
+                "  verify {:.2}s, read back and compare {:.2}s",
+                r.verify.as_secs_f64(),
+                r.read.as_secs_f64()
+            );
+            println!(
+                "  backup {} {}",
+                r.id,
+                if r.kept { "kept" } else { "deleted" }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -139,7 +139,11 @@ impl Config {
         let path = explicit
             .map(Path::to_path_buf)
             .or_else(|| env("CFDR_CONFIG").map(PathBuf::from))
-            .or_else(|| Path::new(SYSTEM_CONFIG).is_file().then(|| SYSTEM_CONFIG.into()));
+            .or_else(|| {
+                Path::new(SYSTEM_CONFIG)
+                    .is_file()
+                    .then(|| SYSTEM_CONFIG.into())
+            });
         let mut cfg = match &path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
@@ -195,7 +199,10 @@ impl Config {
             })?;
             all.extend(text.lines().map(str::to_owned));
         }
-        if all.iter().all(|r| r.trim().is_empty() || r.trim().starts_with('#')) {
+        if all
+            .iter()
+            .all(|r| r.trim().is_empty() || r.trim().starts_with('#'))
+        {
             return Ok(None);
         }
         Ok(Some(Recipients::parse(all.iter().map(String::as_str))?))

@@ -3,7 +3,7 @@
 //! stored bytes, on the way out.
 //!
 //! Compression and encryption run on a blocking thread and hand the
-//! upload loop 1 MiB chunks over a channel of depth 4, so memory stays
+//! upload loop 512 KiB chunks over a channel of depth 4, so memory stays
 //! bounded whatever the object size and compression overlaps with upload.
 //! Every stage writes a standard format: the stored object is a plain
 //! `.gz` / `.zst` file, or an age file of one, readable with `gunzip`,
@@ -23,9 +23,11 @@ use crate::error::{Error, Result};
 use crate::object::{ObjectInfo, Store, io_to_error};
 
 /// Size of the chunks handed between pipeline stages.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 512 << 10;
 /// Chunks in flight between the codec thread and the async side.
 const DEPTH: usize = 4;
+/// zstd multithreaded job size.
+const ZSTD_JOB: u32 = 2 << 20;
 
 /// Compression of a stored object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -386,6 +388,10 @@ fn compress_all<W: Write>(
             enc.include_checksum(true).map_err(Failure::Stream)?;
             if threads > 1 {
                 enc.multithread(threads).map_err(Failure::Stream)?;
+                // Small jobs keep each worker's buffers small: memory stays
+                // flat (the default job is 4x the window, tens of MiB in all).
+                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))
+                    .map_err(Failure::Stream)?;
             }
             let n = copy_all(src, &mut enc)?;
             Ok((enc.finish().map_err(Failure::Stream)?, n))

@@ -51,11 +51,11 @@ pub use location::{
 };
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
-pub use selftest::{SelfTestReport, sample_data};
 pub use repo::{
     BACKUPS_PREFIX, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover, MANIFEST_NAME,
     Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
 };
+pub use selftest::{SelfTestReport, sample_data};
 
 /// Re-exported so callers can name operator types without their own
 /// dependency on the exact opendal version.

@@ -578,7 +578,9 @@ impl ObjectWriter {
         self.size += data.len() as u64;
         self.pending_len += data.len();
         self.pending.push(data);
-        if self.pending_len >= self.parts.current() {
+        // Local files take any write size: no part buffering there.
+        let direct = self.store.location.kind == BackendKind::Fs;
+        if direct || self.pending_len >= self.parts.current() {
             self.flush_part().await?;
         }
         Ok(())

@@ -2,12 +2,12 @@
 //!
 //! S3 and GCS allow at most 10,000 parts and at least 5 MiB per part (Azure
 //! allows 50,000 blocks). A fixed part size either wastes memory on small
-//! objects or caps the object size, so parts start at 8 MiB and double every
-//! 1,000 parts: a 1 GiB dump uses 8 MiB parts, a 1 TiB base backup still fits
-//! in about 7,000 parts.
+//! objects or caps the object size, so parts start at 5 MiB and double every
+//! 1,000 parts: a 1 GiB dump uses 5 MiB parts, a 1 TiB base backup still fits
+//! in about 7,800 parts.
 
-/// Smallest part: above the 5 MiB multipart minimum.
-pub const MIN_PART: usize = 8 << 20;
+/// Smallest part: the 5 MiB multipart minimum, which keeps memory low.
+pub const MIN_PART: usize = 5 << 20;
 /// Largest part S3 accepts.
 pub const MAX_PART: usize = 5 << 30;
 /// Parts before the size doubles.
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn one_gibibyte_uses_small_parts() {
-        // 1 GiB / 8 MiB = 128 parts, all at the minimum: memory stays flat.
-        assert_eq!(PartSizer::size_of(127), MIN_PART);
+        // 1 GiB / 5 MiB = 205 parts, all at the minimum: memory stays flat.
+        assert_eq!(PartSizer::size_of(205), MIN_PART);
     }
 }

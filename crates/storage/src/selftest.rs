@@ -114,7 +114,11 @@ impl Repository {
 
         let started = Instant::now();
         let obj = &manifest.objects[0];
-        let ids = if obj.codec.is_encrypted() { identities } else { None };
+        let ids = if obj.codec.is_encrypted() {
+            identities
+        } else {
+            None
+        };
         let mut sink = HashSink(Sha256::new());
         decode_to(self.store(), obj, ids, &mut sink).await?;
         let got = hex::encode(sink.0.finalize());
@@ -129,7 +133,10 @@ impl Repository {
         if !keep {
             let mut keys: Vec<String> = manifest.objects.iter().map(|o| o.key.clone()).collect();
             // The manifest goes first so a half-deleted backup is never listed.
-            keys.insert(0, format!("{}{}", manifest.id.prefix(), crate::repo::MANIFEST_NAME));
+            keys.insert(
+                0,
+                format!("{}{}", manifest.id.prefix(), crate::repo::MANIFEST_NAME),
+            );
             for key in keys {
                 self.store().delete_many([key]).await?;
             }
