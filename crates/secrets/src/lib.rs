@@ -22,7 +22,7 @@
 //! w.write_all(b"exchange key")?;
 //! w.finish()?;
 //!
-//! let identities = Identities::from_text(identity)?;
+//! let identities = Identities::from_text(identity.as_str())?;
 //! let mut plain = Vec::new();
 //! decrypt_reader(&identities, &sealed[..])?.read_to_end(&mut plain)?;
 //! assert_eq!(plain, b"exchange key");
