@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -219,6 +220,15 @@ fn pipe(tool: &std::path::Path, args: &[&str], input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// Paths of the Debian `gzip`, `zstd` and `age` tools (or a skip/failure).
+fn stock_tools(test: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    Some((
+        cfdr_testing::tool("gzip", "gzip", test)?,
+        cfdr_testing::tool("zstd", "zstd", test)?,
+        cfdr_testing::tool("age", "age", test)?,
+    ))
+}
+
 fn sample() -> Vec<u8> {
     (0..50_000u32)
         .flat_map(|i| format!("row {i} price {}\n", i * 7 % 1000).into_bytes())
@@ -227,17 +237,10 @@ fn sample() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_tools_read_what_cfdr_writes() {
-    let test = "stock_tools_read_what_cfdr_writes";
-    let (Some(gzip), Some(zstd), Some(age)) = (
-        cfdr_testing::tool("gzip", "gzip", test),
-        cfdr_testing::tool("zstd", "zstd", test),
-        cfdr_testing::tool("age", "age", test),
-    ) else {
+    let Some((gzip, zstd, age)) = stock_tools("stock_tools_read_what_cfdr_writes") else {
         return;
     };
-    let store = memory_store();
-    let data = sample();
-    let k = keys();
+    let (store, data, k) = (memory_store(), sample(), keys());
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key.txt");
     std::fs::write(&key_file, &k.secret).unwrap();
@@ -276,17 +279,10 @@ async fn stock_tools_read_what_cfdr_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cfdr_reads_what_stock_tools_write() {
-    let test = "cfdr_reads_what_stock_tools_write";
-    let (Some(gzip), Some(zstd), Some(age)) = (
-        cfdr_testing::tool("gzip", "gzip", test),
-        cfdr_testing::tool("zstd", "zstd", test),
-        cfdr_testing::tool("age", "age", test),
-    ) else {
+    let Some((gzip, zstd, age)) = stock_tools("cfdr_reads_what_stock_tools_write") else {
         return;
     };
-    let store = memory_store();
-    let data = sample();
-    let k = keys();
+    let (store, data, k) = (memory_store(), sample(), keys());
     let public = k.recipients.keys()[0].clone();
 
     let cases: Vec<(Compression, Vec<u8>, bool)> = vec![

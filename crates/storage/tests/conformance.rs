@@ -418,6 +418,49 @@ async fn unreachable_endpoint_fails_bounded(loc: TestLocation) {
     );
 }
 
+/// A source that yields `ok_bytes` and then fails, as a killed pg_dump would.
+struct FailingSource {
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for FailingSource {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("pg_dump was killed")));
+        }
+        let n = self.left.min(buf.remaining()).min(64 << 10);
+        let fill: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+        buf.put_slice(&fill);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+async fn aborted_upload_leaves_no_object(loc: TestLocation) {
+    let store = loc.options.build().unwrap();
+    // 12 MiB first: past the first multipart part, so an upload is in flight.
+    let err = encode_to(
+        &store,
+        "aborted/object",
+        FailingSource { left: 12 << 20 },
+        &EncodeOptions::new(Compression::None),
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Source { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was stored"), "{err}");
+    assert!(
+        store.stat("aborted/object").await.unwrap().is_none(),
+        "a failed upload must not be visible"
+    );
+    assert!(store.list("aborted/").await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -435,6 +478,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn flipped_byte_is_detected_on_read() {
                 if let Some(l) = loc("flip") { super::flipped_byte_is_detected(l).await }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn aborted_upload_leaves_no_visible_object() {
+                if let Some(l) = loc("abort") { super::aborted_upload_leaves_no_object(l).await }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,4 +594,31 @@ async fn missing_fs_repository_says_how_to_create_it() {
     assert!(err.to_string().contains("cfdr-repo init"), "{err}");
     Repository::init(store.clone()).await.unwrap();
     Repository::open(store).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_calls_time_out_instead_of_hanging() {
+    let loc = TestLocation::new(Backend::Memory, "stall").unwrap();
+    let clean = loc.options.build().unwrap();
+    clean.put("k", Bytes::from_static(b"v")).await.unwrap();
+    let mut opts = loc.options.clone();
+    opts.timeout.call_secs = 1;
+    opts.timeout.io_secs = 1;
+    opts.retry.max_retries = 1;
+    opts.retry.min_delay_ms = 10;
+    let stall = FaultLayer::new(
+        1,
+        1.0,
+        FaultMode::Stall(Duration::from_secs(30)),
+        &[FaultOp::Stat],
+    );
+    let store = opts.build_with(move |op| op.layer(stall)).unwrap();
+    let started = std::time::Instant::now();
+    let err = store.stat("k").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timeout"), "{err}");
 }
