@@ -16,6 +16,7 @@
 //! ```
 
 mod fault;
+pub mod pg;
 
 pub use fault::{FaultLayer, FaultMode, FaultOp};
 

@@ -1,0 +1,207 @@
+//! Local cluster control: initdb, start and stop on a chosen port and socket
+//! directory, wait until ready, create databases. Used by the tests, the
+//! restore tests and drills, and PITR restores.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::target::PgTarget;
+use crate::tools::{PgBin, run, server_user};
+
+/// A PostgreSQL cluster on this machine, listening on 127.0.0.1 only.
+/// Dropping a running cluster stops it immediately.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Unix socket directory.
+    pub socket_dir: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    bin: PgBin,
+    running: bool,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(Error::io("finding a free port"))
+}
+
+fn chown_for_server(path: &Path) -> Result<()> {
+    if let Some((uid, gid)) = server_user()? {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(Error::io(format!("chown {} to postgres", path.display())))?;
+    }
+    Ok(())
+}
+
+impl LocalCluster {
+    /// Creates a new cluster in a fresh temp dir (removed on drop) with
+    /// trust authentication for user `postgres`. Not started.
+    pub async fn init_temp(bin: &PgBin) -> Result<Self> {
+        let temp = tempfile::Builder::new()
+            .prefix("cfdr-pg-")
+            .tempdir()
+            .map_err(Error::io("creating a temp dir for the cluster"))?;
+        let mut cluster =
+            Self::init(bin, &temp.path().join("data"), &temp.path().join("sock")).await?;
+        chown_for_server(temp.path())?;
+        cluster._temp = Some(temp);
+        Ok(cluster)
+    }
+
+    /// Runs initdb into `data_dir` (which must not exist or be empty).
+    pub async fn init(bin: &PgBin, data_dir: &Path, socket_dir: &Path) -> Result<Self> {
+        for dir in [data_dir, socket_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(Error::io(format!("creating {}", dir.display())))?;
+            chown_for_server(dir)?;
+            if let Some(parent) = dir.parent() {
+                chown_for_server(parent)?;
+            }
+        }
+        let mut cmd = bin.command("initdb", true)?;
+        cmd.args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(data_dir);
+        run(cmd, "initdb").await.map_err(|e| Error::Cluster {
+            action: "initdb",
+            data_dir: data_dir.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Self::existing(bin, data_dir, socket_dir)
+    }
+
+    /// A handle on an existing data directory (e.g. a restored base backup).
+    pub fn existing(bin: &PgBin, data_dir: &Path, socket_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            socket_dir: socket_dir.to_owned(),
+            port: free_port()?,
+            bin: bin.clone(),
+            running: false,
+            _temp: None,
+        })
+    }
+
+    /// Starts the server (`extra` are `-c name=value` settings) and waits
+    /// until it accepts connections.
+    pub async fn start(&mut self, extra: &[(&str, &str)]) -> Result<()> {
+        let mut opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.socket_dir.display()
+        );
+        for (k, v) in extra {
+            opts.push_str(&format!(" -c {k}={v}"));
+        }
+        let log = self.data_dir.with_extension("log");
+        let mut cmd = self.bin.command("pg_ctl", true)?;
+        cmd.args(["-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &opts, "start"]);
+        if let Err(e) = run(cmd, "pg_ctl start").await {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+            return Err(Error::Cluster {
+                action: "start",
+                data_dir: self.data_dir.clone(),
+                detail: format!(
+                    "{e}; server log: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            });
+        }
+        self.running = true;
+        let target = self.target("postgres");
+        for _ in 0..100 {
+            if target.connect().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Cluster {
+            action: "start",
+            data_dir: self.data_dir.clone(),
+            detail: "the server did not accept connections within 10 s".into(),
+        })
+    }
+
+    /// Stops the server (fast mode).
+    pub async fn stop(&mut self) -> Result<()> {
+        if !self.running {
+            return Ok(());
+        }
+        let mut cmd = self.bin.command("pg_ctl", true)?;
+        cmd.args(["-m", "fast", "-w", "-D"])
+            .arg(&self.data_dir)
+            .arg("stop");
+        run(cmd, "pg_ctl stop").await.map_err(|e| Error::Cluster {
+            action: "stop",
+            data_dir: self.data_dir.clone(),
+            detail: e.to_string(),
+        })?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// Connection settings for `database` as user `postgres` over TCP.
+    pub fn target(&self, database: &str) -> PgTarget {
+        PgTarget {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: "postgres".into(),
+            password: None,
+            database: database.into(),
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        crate::admin::create_database(&self.target("postgres"), name).await
+    }
+
+    /// The tools this cluster runs with.
+    pub fn bin(&self) -> &PgBin {
+        &self.bin
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let mut cmd = std::process::Command::new(self.bin.path("pg_ctl"));
+        cmd.args(["-m", "immediate", "-w", "-D"])
+            .arg(&self.data_dir)
+            .arg("stop");
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Ok(Some((uid, gid))) = server_user() {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid).current_dir("/");
+        }
+        let _ = cmd.status();
+    }
+}

@@ -1,0 +1,145 @@
+//! The one error type of cfdr-pg.
+
+use std::path::PathBuf;
+
+/// Errors from PostgreSQL tools, connections, clusters, backup and restore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A client tool was not found.
+    #[error(
+        "{tool} not found (searched {searched}): install the PostgreSQL client tools (apt-get install postgresql-client-{major}) or set pg.bin-dir"
+    )]
+    ToolNotFound {
+        /// The tool.
+        tool: String,
+        /// Where it was looked for.
+        searched: String,
+        /// The server's major version (the package to install).
+        major: u32,
+    },
+    /// The client tools are older than the server.
+    #[error(
+        "{tool} is version {client} but the server is {server}: a dump from an older pg_dump is not guaranteed to restore; install postgresql-client-{server} or set pg.bin-dir"
+    )]
+    ToolTooOld {
+        /// The tool.
+        tool: PathBuf,
+        /// Its major version.
+        client: u32,
+        /// The server's major version.
+        server: u32,
+    },
+    /// A tool ran and failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed {
+        /// The tool.
+        tool: String,
+        /// Exit status.
+        status: String,
+        /// What it printed on stderr (trimmed).
+        stderr: String,
+    },
+    /// Connecting to the server failed.
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {reason}; check DATABASE_URL or PGHOST/PGPORT/PGUSER/PGPASSWORD and that the server is running"
+    )]
+    Connect {
+        /// host:port/database (never the password).
+        target: String,
+        /// The driver's message.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("{what} failed on {database}: {reason}")]
+    Query {
+        /// What was being done.
+        what: String,
+        /// The database.
+        database: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// A connection setting is invalid.
+    #[error("invalid PostgreSQL connection setting: {0}")]
+    Config(String),
+    /// Local cluster control failed.
+    #[error("{action} of the cluster at {data_dir} failed: {detail}")]
+    Cluster {
+        /// initdb, start, stop...
+        action: &'static str,
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Output or reason.
+        detail: String,
+    },
+    /// A local I/O error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The repository failed.
+    #[error(transparent)]
+    Storage(#[from] cfdr_storage::Error),
+    /// The restore target exists already.
+    #[error(
+        "database {name} already exists: pick another --target-db, or drop it yourself if it is a leftover (cfdr never drops a database it did not create)"
+    )]
+    DatabaseExists {
+        /// Its name.
+        name: String,
+    },
+    /// No backup matches.
+    #[error(
+        "no logical backup {what} in the repository: run `cfdr-backup logical` first, or check the repository URL"
+    )]
+    NoBackup {
+        /// Which one was asked for.
+        what: String,
+    },
+    /// Restored data does not match the manifest.
+    #[error("restored database {database} does not match backup {id}: {mismatches}")]
+    Mismatch {
+        /// The restored database.
+        database: String,
+        /// The backup.
+        id: String,
+        /// What differs.
+        mismatches: String,
+    },
+    /// A hook command failed.
+    #[error("hook {name} ({command}) failed with {status}: {output}")]
+    Hook {
+        /// before_restore or after_restore.
+        name: &'static str,
+        /// The command.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Its output (trimmed).
+        output: String,
+    },
+    /// Swapping database names is not possible now.
+    #[error("cannot swap {live} for {restored}: {reason}")]
+    Swap {
+        /// The live database.
+        live: String,
+        /// The restored database.
+        restored: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}

@@ -1,0 +1,660 @@
+//! Logical backups (`pg_dump` custom format streamed through the codec into
+//! the repository), restores into a new database with verification and an
+//! optional name swap, and the restore test.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use cfdr_storage::{BackupId, EncodeOptions, Manifest, Repository, decode_to};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sqlx::{Executor, Row};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::process::{Child, ChildStdout};
+
+use crate::admin;
+use crate::error::{Error, Result};
+use crate::target::PgTarget;
+use crate::tools::PgBin;
+
+/// Kind recorded in manifests of logical backups.
+pub const KIND: &str = "logical";
+const DUMP_OBJECT: &str = "dump.pgdump";
+
+/// Settings of logical backup and restore (the `[pg]` config table).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogicalOptions {
+    /// Directory of pg_dump/pg_restore; found automatically when unset.
+    pub bin_dir: Option<PathBuf>,
+    /// Tables whose exact row counts are recorded and checked on restore.
+    pub watched_tables: Vec<String>,
+    /// Extensions re-created after a restore where the server has them.
+    pub extensions: Vec<String>,
+    /// Command run before a swap (the runbook's "stop application services").
+    pub before_restore: Option<String>,
+    /// Command run after a swap ("restart application services").
+    pub after_restore: Option<String>,
+    /// Query the restore test runs on the restored database.
+    pub smoke_query: String,
+    /// Database RTO in seconds (runbook: 10 minutes).
+    pub rto_secs: u64,
+}
+
+impl Default for LogicalOptions {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            watched_tables: vec!["trading_sessions".into(), "trades".into()],
+            extensions: vec![
+                "timescaledb".into(),
+                "vector".into(),
+                "pg_stat_statements".into(),
+            ],
+            before_restore: None,
+            after_restore: None,
+            smoke_query: "SELECT 1".into(),
+            rto_secs: 600,
+        }
+    }
+}
+
+/// What a logical backup's manifest records beyond the common fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalDetails {
+    /// Database dumped.
+    pub database: String,
+    /// Server version string.
+    pub server_version: String,
+    /// Major version of pg_dump used.
+    pub pg_dump_major: u32,
+    /// User tables at dump time.
+    pub tables: Vec<String>,
+    /// Exact row counts of the watched tables, read in the dump's snapshot.
+    pub row_counts: BTreeMap<String, i64>,
+    /// Extensions installed in the source database.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+impl LogicalDetails {
+    /// Reads the details out of a manifest.
+    pub fn of(manifest: &Manifest) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::Object(manifest.details.clone())).map_err(|e| {
+            Error::Storage(cfdr_storage::Error::InvalidDocument {
+                key: format!("{}manifest.json", manifest.id.prefix()),
+                reason: format!("logical backup details: {e}"),
+            })
+        })
+    }
+}
+
+/// Takes a logical backup of `target.database` of schedule `class`.
+///
+/// The dump and the watched row counts come from one exported snapshot, so
+/// they agree. A failed or killed `pg_dump` aborts the upload: no manifest
+/// is written and the error carries pg_dump's stderr.
+pub async fn backup(
+    repo: &Repository,
+    target: &PgTarget,
+    class: &str,
+    opts: &LogicalOptions,
+    encode: &EncodeOptions,
+) -> Result<Manifest> {
+    let (version_num, server_version) = admin::server_version(target).await?;
+    let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(version_num / 10_000)).await?;
+
+    let mut conn = target.connect().await?;
+    let q = |what: &'static str| {
+        let database = target.database.clone();
+        move |e: sqlx::Error| Error::Query {
+            what: what.into(),
+            database,
+            reason: e.to_string(),
+        }
+    };
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(q("starting the snapshot transaction"))?;
+    let snapshot: String = sqlx::query("SELECT pg_export_snapshot()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(q("exporting the snapshot"))?
+        .get(0);
+    let tables = admin::user_tables(&mut conn, target).await?;
+    let row_counts = admin::row_counts(&mut conn, target, &opts.watched_tables).await?;
+    let extensions = admin::installed_extensions(&mut conn, target).await?;
+
+    let mut cmd = bin.command("pg_dump", false)?;
+    cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .arg(format!("--snapshot={snapshot}"))
+        .envs(target.tool_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().map_err(Error::io("cannot start pg_dump"))?;
+    let source = ToolOutput::new(child, "pg_dump");
+
+    let mut writer = repo.begin_backup(KIND, Some(class))?;
+    let name = format!("{DUMP_OBJECT}.{}", encode.compression.extension());
+    let stored = writer
+        .put_encoded(name.trim_end_matches('.'), source, encode)
+        .await;
+    // The snapshot must stay open until pg_dump is done; end it either way.
+    let _ = conn.execute("ROLLBACK").await;
+    if let Err(e) = stored {
+        return Err(match e {
+            cfdr_storage::Error::Source { source, .. } => tool_error(source, "pg_dump"),
+            other => Error::Storage(other),
+        });
+    }
+    let details = LogicalDetails {
+        database: target.database.clone(),
+        server_version,
+        pg_dump_major: bin.major,
+        tables,
+        row_counts,
+        extensions,
+    };
+    let serde_json::Value::Object(map) = serde_json::to_value(&details).unwrap_or_default() else {
+        unreachable!("LogicalDetails serializes to an object")
+    };
+    Ok(writer.commit(map).await?)
+}
+
+fn tool_error(e: std::io::Error, tool: &str) -> Error {
+    match e.into_inner().map(|b| b.downcast::<Error>()) {
+        Some(Ok(err)) => *err,
+        Some(Err(other)) => Error::ToolFailed {
+            tool: tool.into(),
+            status: "read error".into(),
+            stderr: other.to_string(),
+        },
+        None => Error::ToolFailed {
+            tool: tool.into(),
+            status: "read error".into(),
+            stderr: String::new(),
+        },
+    }
+}
+
+type WaitFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A tool's stdout that ends in an error unless the tool exits 0, so a
+/// killed or failing `pg_dump` can never look like a complete dump.
+struct ToolOutput {
+    stdout: ChildStdout,
+    wait: Option<WaitFuture>,
+    pending: Option<(Child, tokio::task::JoinHandle<String>, &'static str)>,
+}
+
+impl ToolOutput {
+    fn new(mut child: Child, tool: &'static str) -> Self {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let collect = tokio::spawn(async move {
+            let mut text = String::new();
+            if let Some(mut s) = stderr {
+                let mut buf = Vec::new();
+                let _ = (&mut s).take(64 << 10).read_to_end(&mut buf).await;
+                text = String::from_utf8_lossy(&buf).trim().to_owned();
+            }
+            text
+        });
+        Self {
+            // Present: spawned with Stdio::piped().
+            stdout: stdout.unwrap_or_else(|| unreachable!("stdout is piped")),
+            wait: None,
+            pending: Some((child, collect, tool)),
+        }
+    }
+}
+
+impl AsyncRead for ToolOutput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.wait.is_none() {
+            let before = buf.filled().len();
+            match Pin::new(&mut self.stdout).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    let Some((mut child, collect, tool)) = self.pending.take() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    self.wait = Some(Box::pin(async move {
+                        let status = child.wait().await?;
+                        let stderr = collect.await.unwrap_or_default();
+                        if status.success() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other(Error::ToolFailed {
+                                tool: tool.into(),
+                                status: status.to_string(),
+                                stderr,
+                            }))
+                        }
+                    }));
+                }
+                other => return other,
+            }
+        }
+        match self.wait.as_mut().map(|w| w.as_mut().poll(cx)) {
+            Some(Poll::Ready(result)) => Poll::Ready(result),
+            Some(Poll::Pending) => Poll::Pending,
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Which backup to restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest.
+    Latest,
+    /// A given id.
+    Id(BackupId),
+    /// The newest that finished before this time.
+    Before(Timestamp),
+}
+
+/// Finds the logical backup `sel` picks (of `database` when given).
+pub async fn find(repo: &Repository, sel: &Selector, database: Option<&str>) -> Result<Manifest> {
+    if let Selector::Id(id) = sel {
+        return Ok(repo.manifest(id).await?);
+    }
+    let mut candidates = Vec::new();
+    for id in repo
+        .backup_ids()
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|id| id.kind() == KIND)
+    {
+        let m = repo.manifest(&id).await?;
+        let db_ok = database.is_none_or(|d| LogicalDetails::of(&m).is_ok_and(|x| x.database == d));
+        let time_ok = match sel {
+            Selector::Before(t) => m.finished < *t,
+            _ => true,
+        };
+        if db_ok && time_ok {
+            candidates.push(m);
+            break;
+        }
+    }
+    candidates.pop().ok_or_else(|| Error::NoBackup {
+        what: match sel {
+            Selector::Before(t) => format!("before {t}"),
+            _ => database.map_or("at all".into(), |d| format!("of database {d}")),
+        },
+    })
+}
+
+/// One timed step of a restore.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// What was done.
+    pub name: String,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// Restore settings beyond [`LogicalOptions`].
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    /// Database to create (default `<db>_restore_<id>`).
+    pub target_db: Option<String>,
+    /// Swap names afterwards: live becomes `<db>_before_<id>`.
+    pub swap: bool,
+    /// pg_restore parallel jobs (> 1 stages the dump in a temp file, since
+    /// pg_restore cannot run in parallel from a pipe).
+    pub jobs: u32,
+    /// Identities for encrypted backups.
+    pub identities: Option<Arc<cfdr_secrets::Identities>>,
+    /// Keep the restored database when verification fails (for inspection).
+    pub keep_failed: bool,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug)]
+pub struct RestoreReport {
+    /// The backup restored.
+    pub id: BackupId,
+    /// The database holding the restored data now.
+    pub database: String,
+    /// The previous live database after a swap.
+    pub previous: Option<String>,
+    /// Steps with durations.
+    pub steps: Vec<Step>,
+    /// Total time.
+    pub total: Duration,
+    /// Extensions (re-)created.
+    pub extensions: Vec<String>,
+}
+
+/// `20261125T231500.123Z-logical-ab12` -> `20261125t231500_ab12` (fits in
+/// PostgreSQL's 63-byte names with the database name in front).
+pub fn short_id(id: &BackupId) -> String {
+    let s = id.as_str();
+    let time: String = s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    let suffix = s.rsplit('-').next().unwrap_or_default();
+    format!("{time}_{suffix}")
+}
+
+/// Restores `manifest` into a new database on the server of `server`, verifies
+/// tables and watched row counts, and swaps names if asked. On any failure
+/// before the swap the new database is dropped; the live one is never touched.
+pub async fn restore(
+    repo: &Repository,
+    server: &PgTarget,
+    manifest: &Manifest,
+    opts: &LogicalOptions,
+    req: &RestoreRequest,
+    mut on_step: impl FnMut(&Step),
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    // DDL on databases runs from the maintenance database: a database
+    // cannot be renamed or dropped over a connection to itself.
+    let server = &server.with_database("postgres");
+    let details = LogicalDetails::of(manifest)?;
+    let live = details.database.clone();
+    let target_db = req
+        .target_db
+        .clone()
+        .unwrap_or_else(|| format!("{live}_restore_{}", short_id(&manifest.id)));
+    let mut steps = Vec::new();
+    let mut step = |name: String, t: Instant, steps: &mut Vec<Step>| {
+        let s = Step {
+            name,
+            took: t.elapsed(),
+        };
+        on_step(&s);
+        steps.push(s);
+    };
+
+    let t = Instant::now();
+    admin::create_database(server, &target_db).await?;
+    step(format!("create database {target_db}"), t, &mut steps);
+
+    let restored = server.with_database(&target_db);
+    let outcome = async {
+        let t = Instant::now();
+        load_dump(repo, &restored, manifest, opts, req).await?;
+        step(
+            format!("download, verify and pg_restore {}", manifest.id),
+            t,
+            &mut steps,
+        );
+        let t = Instant::now();
+        // The runbook's extensions, where the source had them and the
+        // server offers them (a dump may lack CREATE EXTENSION when the
+        // extension was installed by hand into another schema).
+        let wanted: Vec<String> = opts
+            .extensions
+            .iter()
+            .filter(|e| details.extensions.contains(e))
+            .cloned()
+            .collect();
+        let ext = admin::ensure_extensions(&restored, &wanted).await?;
+        step(
+            format!(
+                "extensions ({})",
+                if ext.is_empty() {
+                    "none available".into()
+                } else {
+                    ext.join(", ")
+                }
+            ),
+            t,
+            &mut steps,
+        );
+        let t = Instant::now();
+        check(&restored, manifest, &details, opts).await?;
+        step("verify tables and row counts".into(), t, &mut steps);
+        Ok::<_, Error>(ext)
+    }
+    .await;
+    let extensions = match outcome {
+        Ok(ext) => ext,
+        Err(e) => {
+            if !(req.keep_failed && matches!(e, Error::Mismatch { .. })) {
+                if let Err(drop_err) = admin::drop_database(server, &target_db).await {
+                    tracing::warn!(error = %drop_err, database = %target_db, "cleanup of the failed restore target failed");
+                }
+            }
+            return Err(e);
+        }
+    };
+
+    let mut previous = None;
+    let mut database = target_db.clone();
+    if req.swap {
+        let t = Instant::now();
+        run_hook("before_restore", opts.before_restore.as_deref()).await?;
+        let before = format!("{live}_before_{}", short_id(&manifest.id));
+        let sessions = admin::sessions_on(server, &live).await?;
+        if sessions > 0 {
+            return Err(Error::Swap {
+                live,
+                restored: target_db,
+                reason: format!(
+                    "{sessions} sessions are connected to it; stop the applications (before_restore hook) and retry with --target-db {database}"
+                ),
+            });
+        }
+        if admin::database_exists(server, &live).await? {
+            admin::rename_database(server, &live, &before).await?;
+            previous = Some(before);
+        }
+        admin::rename_database(server, &target_db, &live).await?;
+        database = live.clone();
+        run_hook("after_restore", opts.after_restore.as_deref()).await?;
+        step(
+            format!(
+                "swap: {database} is live, previous kept as {}",
+                previous.as_deref().unwrap_or("-")
+            ),
+            t,
+            &mut steps,
+        );
+    }
+    Ok(RestoreReport {
+        id: manifest.id.clone(),
+        database,
+        previous,
+        steps,
+        total: started.elapsed(),
+        extensions,
+    })
+}
+
+async fn load_dump(
+    repo: &Repository,
+    restored: &PgTarget,
+    manifest: &Manifest,
+    opts: &LogicalOptions,
+    req: &RestoreRequest,
+) -> Result<()> {
+    let obj = manifest.objects.first().ok_or_else(|| Error::NoBackup {
+        what: format!("object in {}", manifest.id),
+    })?;
+    let (version_num, _) = admin::server_version(restored).await?;
+    let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(version_num / 10_000)).await?;
+    let mut cmd = bin.command("pg_restore", false)?;
+    cmd.args(["--exit-on-error", "--no-password", "--dbname"])
+        .arg(&restored.database)
+        .envs(restored.tool_env());
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+
+    if req.jobs > 1 {
+        // pg_restore runs jobs in parallel only from a file it can seek.
+        let staged = tempfile::NamedTempFile::new()
+            .map_err(Error::io("staging the dump for parallel pg_restore"))?;
+        let mut file = tokio::fs::File::create(staged.path())
+            .await
+            .map_err(Error::io("staging the dump"))?;
+        decode_to(repo.store(), obj, req.identities.clone(), &mut file).await?;
+        cmd.arg(format!("--jobs={}", req.jobs)).arg(staged.path());
+        return crate::tools::run(cmd, "pg_restore").await.map(|_| ());
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::Config("pg_restore stdin".into()))?;
+    let fed = decode_to(repo.store(), obj, req.identities.clone(), &mut stdin).await;
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(Error::io("waiting for pg_restore"))?;
+    // A storage error (checksum, truncation, key) is the cause even when
+    // pg_restore also failed on the cut-off input.
+    match fed {
+        Err(cfdr_storage::Error::Sink { .. }) | Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if !out.status.success() {
+        return Err(Error::ToolFailed {
+            tool: "pg_restore".into(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+async fn check(
+    restored: &PgTarget,
+    manifest: &Manifest,
+    details: &LogicalDetails,
+    opts: &LogicalOptions,
+) -> Result<()> {
+    let mut conn = restored.connect().await?;
+    let tables = admin::user_tables(&mut conn, restored).await?;
+    let mut problems: Vec<String> = details
+        .tables
+        .iter()
+        .filter(|t| !tables.contains(t))
+        .map(|t| format!("table {t} missing"))
+        .collect();
+    let counts = admin::row_counts(&mut conn, restored, &opts.watched_tables).await?;
+    for (table, want) in &details.row_counts {
+        match counts.get(table) {
+            Some(got) if got == want => {}
+            got => problems.push(format!(
+                "{table}: {} rows, backup recorded {want}",
+                got.map_or("no".into(), i64::to_string)
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Mismatch {
+            database: restored.database.clone(),
+            id: manifest.id.to_string(),
+            mismatches: problems.join("; "),
+        })
+    }
+}
+
+async fn run_hook(name: &'static str, command: Option<&str>) -> Result<()> {
+    let Some(command) = command else {
+        return Ok(());
+    };
+    let out = tokio::process::Command::new("/bin/sh")
+        .args(["-c", command])
+        .output()
+        .await
+        .map_err(Error::io(format!("cannot run hook {name}")))?;
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_owned();
+    tracing::info!(hook = name, %command, %output, "hook ran");
+    if !out.status.success() {
+        return Err(Error::Hook {
+            name,
+            command: command.into(),
+            status: out.status.to_string(),
+            output,
+        });
+    }
+    Ok(())
+}
+
+/// Outcome of a restore test.
+#[derive(Clone, Debug)]
+pub struct RestoreTest {
+    /// Backup tested.
+    pub id: BackupId,
+    /// Checks passed, in order.
+    pub passed: Vec<String>,
+    /// The failure, if any.
+    pub failure: Option<String>,
+    /// Restore duration.
+    pub restore: Duration,
+}
+
+/// The runbook's monthly restore test: restore into a scratch database,
+/// verify checksums, tables, row counts and the smoke query, drop it.
+pub async fn restore_test(
+    repo: &Repository,
+    server: &PgTarget,
+    manifest: &Manifest,
+    opts: &LogicalOptions,
+    identities: Option<Arc<cfdr_secrets::Identities>>,
+) -> Result<RestoreTest> {
+    let scratch = format!("cfdr_verify_{}", short_id(&manifest.id));
+    let server = &server.with_database("postgres");
+    let req = RestoreRequest {
+        target_db: Some(scratch.clone()),
+        identities,
+        ..RestoreRequest::default()
+    };
+    let mut result = RestoreTest {
+        id: manifest.id.clone(),
+        passed: Vec::new(),
+        failure: None,
+        restore: Duration::ZERO,
+    };
+    match restore(repo, server, manifest, opts, &req, |_| {}).await {
+        Ok(report) => {
+            result.restore = report.total;
+            result.passed.extend([
+                "checksums".to_owned(),
+                "pg_restore".into(),
+                "tables and row counts".into(),
+            ]);
+            let smoke = async {
+                let mut conn = server.with_database(&scratch).connect().await?;
+                conn.execute(opts.smoke_query.as_str())
+                    .await
+                    .map_err(|e| Error::Query {
+                        what: format!("smoke query {:?}", opts.smoke_query),
+                        database: scratch.clone(),
+                        reason: e.to_string(),
+                    })
+            }
+            .await;
+            match smoke {
+                Ok(_) => result.passed.push("smoke query".into()),
+                Err(e) => result.failure = Some(e.to_string()),
+            }
+            admin::drop_database(server, &scratch).await?;
+        }
+        Err(e) => result.failure = Some(e.to_string()),
+    }
+    Ok(result)
+}

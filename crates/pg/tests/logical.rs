@@ -1,0 +1,339 @@
+//! Logical backup and restore against a real PostgreSQL 15 cluster (started
+//! in a temp dir by the test) and real storage endpoints.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cfdr_pg::logical::{self, LogicalDetails, LogicalOptions, RestoreRequest};
+use cfdr_pg::{Error, LocalCluster, PgBin};
+use cfdr_secrets::{Identities, Recipients};
+use cfdr_storage::{Compression, EncodeOptions, Repository};
+use cfdr_testing::pg::{content_fingerprint, cryptofunk_cluster};
+use cfdr_testing::{Backend, TestLocation};
+
+const DB: &str = "cryptofunk";
+
+async fn cluster(test: &str) -> Option<LocalCluster> {
+    match cryptofunk_cluster(DB, 50, 5_000).await {
+        Ok(c) => Some(c),
+        Err(e) => cfdr_testing::missing(
+            &format!("a PostgreSQL 15 cluster ({e}; apt-get install postgresql-15)"),
+            test,
+        ),
+    }
+}
+
+async fn schema_only(cluster: &LocalCluster, db: &str) -> String {
+    let out = tokio::process::Command::new(cluster.bin().path("pg_dump"))
+        .args(["--schema-only", "--no-password"])
+        .envs(cluster.target(db).tool_env())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // \restrict lines carry a random key per dump (PostgreSQL 15.14+).
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn keys() -> (Recipients, Arc<Identities>) {
+    let (secret, public) = cfdr_secrets::generate_identity();
+    (
+        Recipients::parse([public.as_str()]).unwrap(),
+        Arc::new(Identities::from_text(secret.as_str()).unwrap()),
+    )
+}
+
+async fn round_trip(backend: Backend, test: &str) {
+    let Some(loc) = TestLocation::new(backend, test) else {
+        return;
+    };
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let want_schema = schema_only(&cluster, DB).await;
+    let want_data = content_fingerprint(&source).await.unwrap();
+    let opts = LogicalOptions::default();
+    let (recipients, identities) = keys();
+
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        for encrypted in [false, true] {
+            let mut encode = EncodeOptions::new(compression);
+            encode.recipients = encrypted.then(|| recipients.clone());
+            let manifest = logical::backup(&repo, &source, "hourly", &opts, &encode)
+                .await
+                .unwrap();
+            let details = LogicalDetails::of(&manifest).unwrap();
+            assert_eq!(details.row_counts["trades"], 5_000);
+            assert_eq!(details.row_counts["trading_sessions"], 50);
+            assert_eq!(manifest.class.as_deref(), Some("hourly"));
+            assert_eq!(manifest.objects[0].codec.is_encrypted(), encrypted);
+
+            let req = RestoreRequest {
+                identities: encrypted.then(|| identities.clone()),
+                ..Default::default()
+            };
+            let report = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
+                .await
+                .unwrap();
+            assert_ne!(report.database, DB, "restore goes to a new database");
+            let restored = cluster.target(&report.database);
+            assert_eq!(
+                schema_only(&cluster, &report.database).await,
+                want_schema,
+                "{compression:?} encrypted={encrypted}"
+            );
+            assert_eq!(
+                content_fingerprint(&restored).await.unwrap(),
+                want_data,
+                "{compression:?} encrypted={encrypted}"
+            );
+            cfdr_pg::admin::drop_database(&source, &report.database)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_on_fs_every_codec() {
+    round_trip(Backend::Fs, "round_trip_on_fs_every_codec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_on_s3_every_codec() {
+    round_trip(Backend::S3, "round_trip_on_s3_every_codec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
+    let test = "backup_during_writes";
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let loc = TestLocation::new(Backend::Fs, test).unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(cfdr_testing::pg::write_workload(
+        source.clone(),
+        stop.clone(),
+        Duration::from_millis(2),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let opts = LogicalOptions::default();
+    let manifest = logical::backup(&repo, &source, "daily", &opts, &EncodeOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let inserted = writer.await.unwrap().unwrap();
+    assert!(
+        inserted > 10,
+        "the workload must have been writing ({inserted} rows)"
+    );
+
+    let recorded = LogicalDetails::of(&manifest).unwrap().row_counts["trades"];
+    assert!(
+        recorded > 5_000 && recorded < 5_000 + inserted as i64,
+        "snapshot count {recorded}"
+    );
+    // restore() itself checks restored counts against the manifest.
+    let req = RestoreRequest {
+        swap: true,
+        ..Default::default()
+    };
+    let report = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.database, DB);
+    let previous = report.previous.clone().unwrap();
+    assert!(previous.starts_with("cryptofunk_before_"), "{previous}");
+    let live = content_fingerprint(&source).await.unwrap();
+    let old = content_fingerprint(&cluster.target(&previous))
+        .await
+        .unwrap();
+    assert_ne!(
+        live, old,
+        "the old database keeps the rows written after the backup"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_clear_and_leave_no_manifest_or_damage() {
+    let test = "failures_are_clear";
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let loc = TestLocation::new(Backend::Fs, test).unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let opts = LogicalOptions::default();
+    let encode = EncodeOptions::default();
+
+    // Missing database.
+    let err = logical::backup(&repo, &cluster.target("nosuchdb"), "hourly", &opts, &encode)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nosuchdb"), "{err}");
+
+    // pg_dump killed mid-stream: a wrapper that cuts the dump short and dies by SIGKILL.
+    let dir = tempfile::tempdir().unwrap();
+    let real = cluster.bin().path("pg_dump");
+    let wrapper = dir.path().join("pg_dump");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nif [ \"$1\" = --version ]; then exec {} --version; fi\n{} \"$@\" | head -c 20000\nkill -9 $$\n", real.display(), real.display())).unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let killed = LogicalOptions {
+        bin_dir: Some(dir.path().to_owned()),
+        ..LogicalOptions::default()
+    };
+    let err = logical::backup(&repo, &source, "hourly", &killed, &encode)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ToolFailed { .. }), "{err}");
+    assert!(err.to_string().contains("pg_dump failed"), "{err}");
+    assert!(
+        repo.backup_ids().await.unwrap().is_empty(),
+        "a failed backup must leave no manifest"
+    );
+
+    let manifest = logical::backup(&repo, &source, "hourly", &opts, &encode)
+        .await
+        .unwrap();
+    let before = content_fingerprint(&source).await.unwrap();
+
+    // Target database already exists.
+    let req = RestoreRequest {
+        target_db: Some(DB.into()),
+        ..Default::default()
+    };
+    let err = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DatabaseExists { .. }), "{err}");
+
+    // Flipped byte, then truncation: restore fails, the new database is gone,
+    // the live one is untouched.
+    let key = manifest.objects[0].key.clone();
+    let stored = repo.store().get(&key).await.unwrap().to_vec();
+    let mut flipped = stored.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x20;
+    for damaged in [flipped, stored[..stored.len() / 2].to_vec()] {
+        repo.store().put(&key, damaged).await.unwrap();
+        let req = RestoreRequest {
+            target_db: Some("cryptofunk_damaged".into()),
+            ..Default::default()
+        };
+        let err = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&key),
+            "the error must name the object: {err}"
+        );
+        assert!(
+            !cfdr_pg::admin::database_exists(&source, "cryptofunk_damaged")
+                .await
+                .unwrap()
+        );
+        assert_eq!(content_fingerprint(&source).await.unwrap(), before);
+    }
+
+    // Wrong age identity.
+    let (recipients, _) = keys();
+    let (_, wrong) = keys();
+    let sealed = logical::backup(
+        &repo,
+        &source,
+        "hourly",
+        &opts,
+        &EncodeOptions::default().encrypt_to(recipients),
+    )
+    .await
+    .unwrap();
+    let req = RestoreRequest {
+        identities: Some(wrong),
+        target_db: Some("cryptofunk_wrongkey".into()),
+        ..Default::default()
+    };
+    let err = logical::restore(&repo, &source, &sealed, &opts, &req, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("decryption failed"), "{err}");
+    assert!(
+        !cfdr_pg::admin::database_exists(&source, "cryptofunk_wrongkey")
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_test_passes_and_cleans_up() {
+    let test = "restore_test";
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let loc = TestLocation::new(Backend::Fs, test).unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let opts = LogicalOptions {
+        smoke_query: "SELECT notional(qty, price) FROM trades LIMIT 1".into(),
+        ..Default::default()
+    };
+    let manifest = logical::backup(&repo, &source, "weekly", &opts, &EncodeOptions::default())
+        .await
+        .unwrap();
+    let result = logical::restore_test(&repo, &source, &manifest, &opts, None)
+        .await
+        .unwrap();
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    assert_eq!(result.passed.len(), 4);
+    let scratch = format!("cfdr_verify_{}", logical::short_id(&manifest.id));
+    assert!(
+        !cfdr_pg::admin::database_exists(&source, &scratch)
+            .await
+            .unwrap()
+    );
+    let bad = LogicalOptions {
+        smoke_query: "SELECT * FROM no_such_table".into(),
+        ..Default::default()
+    };
+    let result = logical::restore_test(&repo, &source, &manifest, &bad, None)
+        .await
+        .unwrap();
+    assert!(result.failure.unwrap().contains("no_such_table"));
+}
+
+#[tokio::test]
+async fn client_tools_are_found_and_checked() {
+    let bin = PgBin::locate(None, Some(15)).await.unwrap();
+    assert!(bin.major >= 15);
+    let err = PgBin::locate(None, Some(99)).await.unwrap_err();
+    assert!(matches!(err, Error::ToolTooOld { .. }), "{err}");
+    assert!(err.to_string().contains("postgresql-client-99"), "{err}");
+}
