@@ -1,7 +1,5 @@
 //! Command-line flags of cfdr-repo.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
 /// Administer a cfdr repository: create it, inspect it, verify every stored
@@ -17,15 +15,8 @@ use clap::{Parser, Subcommand};
     cfdr-repo verify --all"
 )]
 pub(crate) struct Cli {
-    /// Config file (default: $CFDR_CONFIG, then /etc/cfdr/cfdr.toml if present).
-    #[arg(long, global = true, env = "CFDR_CONFIG")]
-    pub(crate) config: Option<PathBuf>,
-    /// Repository URL: file:///path, s3://bucket/prefix, gs://..., azblob://..., memory://
-    #[arg(short, long, global = true, env = "CFDR_REPOSITORY")]
-    pub(crate) repository: Option<String>,
-    /// More log output (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub(crate) verbose: u8,
+    #[command(flatten)]
+    pub(crate) common: cfdr_cli::Common,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

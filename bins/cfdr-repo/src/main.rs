@@ -8,50 +8,25 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use cfdr_cli::{Outcome, human_bytes as human};
 use cfdr_storage::{BackupId, Repository};
 use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // opendal logs expected misses (a stat of an absent key) as warnings.
-    let filter =
-        ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(cli.verbose.min(2))];
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    cfdr_cli::main(cli.common.verbose, run(cli))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
-    let mut config = cfdr_config::Config::load(cli.config.as_deref())?;
-    if let Some(url) = cli.repository {
-        config.repository.url = Some(url);
-    }
+async fn run(cli: Cli) -> Result<Outcome> {
+    let config = cli.common.config()?;
     let store = config.repository.build()?;
     let location = store.location().display();
     let repo = match &cli.command {
         Command::Init => {
             let repo = Repository::init(store).await?;
             println!("created repository {} at {location}", repo.config().id);
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Outcome::Ok);
         }
         Command::Selftest { init: true, .. } => Repository::open_or_init(store).await?,
         _ => Repository::open(store).await?,
@@ -128,9 +103,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 failed += usize::from(!report.is_ok());
             }
             return Ok(if failed == 0 {
-                ExitCode::SUCCESS
+                Outcome::Ok
             } else {
-                ExitCode::from(1)
+                Outcome::CheckFailed
             });
         }
         Command::Selftest { size_mib, keep, .. } => {
@@ -165,16 +140,5 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn human(bytes: u64) -> String {
-    let mut v = bytes as f64;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if v < 1024.0 {
-            return format!("{v:.1} {unit}");
-        }
-        v /= 1024.0;
-    }
-    format!("{v:.1} TiB")
+    Ok(Outcome::Ok)
 }

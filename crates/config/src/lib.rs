@@ -118,6 +118,8 @@ pub struct Config {
     pub codec: CodecConfig,
     /// Encryption.
     pub encryption: EncryptionConfig,
+    /// PostgreSQL logical backup and restore settings.
+    pub pg: cfdr_pg::logical::LogicalOptions,
 }
 
 fn env(name: &str) -> Option<String> {

@@ -423,10 +423,9 @@ pub async fn restore(
     let extensions = match outcome {
         Ok(ext) => ext,
         Err(e) => {
-            if !(req.keep_failed && matches!(e, Error::Mismatch { .. })) {
-                if let Err(drop_err) = admin::drop_database(server, &target_db).await {
-                    tracing::warn!(error = %drop_err, database = %target_db, "cleanup of the failed restore target failed");
-                }
+            let keep = req.keep_failed && matches!(e, Error::Mismatch { .. });
+            if !keep && let Err(drop_err) = admin::drop_database(server, &target_db).await {
+                tracing::warn!(error = %drop_err, database = %target_db, "cleanup of the failed restore target failed");
             }
             return Err(e);
         }

@@ -71,14 +71,14 @@ impl PgBin {
             let Some(major) = parse_major(&String::from_utf8_lossy(&out.stdout)) else {
                 continue;
             };
-            if let Some(server) = server {
-                if major < server {
-                    return Err(Error::ToolTooOld {
-                        tool: bin.path("pg_dump"),
-                        client: major,
-                        server,
-                    });
-                }
+            if let Some(server) = server
+                && major < server
+            {
+                return Err(Error::ToolTooOld {
+                    tool: bin.path("pg_dump"),
+                    client: major,
+                    server,
+                });
             }
             return Ok(PgBin { dir, major });
         }
@@ -102,13 +102,11 @@ impl PgBin {
     pub fn command(&self, program: &str, as_server_user: bool) -> Result<Command> {
         let mut cmd = Command::new(self.path(program));
         cmd.stdin(Stdio::null()).kill_on_drop(true);
-        if as_server_user {
-            if let Some((uid, gid)) = server_user()? {
-                cmd.uid(uid)
-                    .gid(gid)
-                    .current_dir("/")
-                    .env("HOME", "/var/lib/postgresql");
-            }
+        if as_server_user && let Some((uid, gid)) = server_user()? {
+            cmd.uid(uid)
+                .gid(gid)
+                .current_dir("/")
+                .env("HOME", "/var/lib/postgresql");
         }
         Ok(cmd)
     }
