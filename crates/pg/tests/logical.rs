@@ -337,3 +337,91 @@ async fn client_tools_are_found_and_checked() {
     assert!(matches!(err, Error::ToolTooOld { .. }), "{err}");
     assert!(err.to_string().contains("postgresql-client-99"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_failing_storage_leave_nothing() {
+    let test = "wrong_password_and_failing_storage";
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let loc = TestLocation::new(Backend::Fs, test).unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let opts = LogicalOptions::default();
+    let encode = EncodeOptions::default();
+
+    // A password-authenticated role: the right password reaches pg_dump
+    // through PGPASSWORD, a wrong one is a clear connection error.
+    let mut conn = source.connect().await.unwrap();
+    sqlx::Executor::execute(
+        &mut conn,
+        "CREATE ROLE backup LOGIN SUPERUSER PASSWORD 'right-password'",
+    )
+    .await
+    .unwrap();
+    let hba = cluster.data_dir.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all backup 127.0.0.1/32 scram-sha-256\n{old}"),
+    )
+    .unwrap();
+    sqlx::Executor::execute(&mut conn, "SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let mut user = source.clone();
+    user.user = "backup".into();
+    user.password = Some("wrong-password".into());
+    let err = logical::backup(&repo, &user, "hourly", &opts, &encode)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("wrong-password"),
+        "the password must not be shown"
+    );
+    user.password = Some("right-password".into());
+    logical::backup(&repo, &user, "hourly", &opts, &encode)
+        .await
+        .unwrap();
+
+    // Storage failing mid-upload (through opendal: a memory repository, as
+    // fs create-only writes bypass the operator): no manifest appears.
+    let mem = TestLocation::new(Backend::Memory, test).unwrap();
+    let clean = Repository::init(mem.options.build().unwrap())
+        .await
+        .unwrap();
+    let faults = cfdr_testing::FaultLayer::new(
+        3,
+        1.0,
+        cfdr_testing::FaultMode::Fail,
+        &[cfdr_testing::FaultOp::Write],
+    );
+    let mut failing = mem.options.clone();
+    failing.retry.max_retries = 0;
+    let failing_repo = Repository::open(failing.build_with(move |op| op.layer(faults)).unwrap())
+        .await
+        .unwrap();
+    let err = logical::backup(&failing_repo, &source, "hourly", &opts, &encode)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert!(
+        clean.backup_ids().await.unwrap().is_empty(),
+        "a failed upload must not be listed"
+    );
+    assert!(
+        clean
+            .leftovers(jiff::Timestamp::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing half-written is visible"
+    );
+}
