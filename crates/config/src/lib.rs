@@ -118,6 +118,8 @@ pub struct Config {
     pub codec: CodecConfig,
     /// Encryption.
     pub encryption: EncryptionConfig,
+    /// Incident records, SLAs and notifications.
+    pub incident: cfdr_incident::IncidentConfig,
 }
 
 fn env(name: &str) -> Option<String> {
