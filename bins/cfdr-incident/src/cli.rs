@@ -206,11 +206,11 @@ fn opt(text: Option<String>) -> Option<String> {
 
 impl Command {
     /// The change a recording command makes and its incident (`None` for
-    /// `open`); queries come back as `Err(self)`.
+    /// `open`); queries come back as `Err(self)`, boxed.
     pub(crate) fn into_change(
         self,
         halt_on_p0: bool,
-    ) -> Result<(Option<IncidentId>, Change), Command> {
+    ) -> Result<(Option<IncidentId>, Change), Box<Command>> {
         use Command as C;
         Ok(match self {
             C::Open {
@@ -300,7 +300,7 @@ impl Command {
                 backups,
                 drills,
             } => (Some(id), Change::Linked { backups, drills }),
-            query => return Err(query),
+            query => return Err(Box::new(query)),
         })
     }
 }

@@ -58,7 +58,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let at = cli.at.unwrap_or(now);
     let (target, change) = match cli.command.into_change(cfg.halt_on_p0) {
         Ok(change) => change,
-        Err(query) => return query_command(query, &journal, &cfg, at).await,
+        Err(query) => return query_command(*query, &journal, &cfg, at).await,
     };
     let author = cli.author.or_else(|| std::env::var("USER").ok());
     let stamp = Stamp::new(author.unwrap_or_default(), now).happened_at(at);

@@ -368,7 +368,14 @@ async fn failed_notifications_warn_and_land_in_the_timeline() {
         cfdr_testing::closed_port()
     );
     env.vars.push(("CFDR_SLACK_WEBHOOK_URL", dead));
-    let out = env.run(&["open", "-s", "P2", "Cache issues", "--at", "2025-11-06T10:00:00Z"]);
+    let out = env.run(&[
+        "open",
+        "-s",
+        "P2",
+        "Cache issues",
+        "--at",
+        "2025-11-06T10:00:00Z",
+    ]);
     assert!(out.status.success(), "the record is kept: {}", text(&out));
     let all = text(&out);
     assert!(
