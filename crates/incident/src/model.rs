@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Severity levels of the runbook's incident playbook (section 5).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Severity {
     /// Critical: system down, trading stopped, financial loss.
     P0,
@@ -21,7 +19,6 @@ pub enum Severity {
     /// Medium: minor functionality impaired.
     P2,
     /// Low: cosmetic issues, no impact.
-    #[default]
     P3,
 }
 

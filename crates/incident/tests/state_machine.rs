@@ -353,7 +353,12 @@ fn halt_periods_add_up() {
 }
 
 fn arb_change() -> impl Strategy<Value = Change> {
-    let text = prop_oneof![Just(String::new()), Just(" ".to_owned()), "[a-z]{1,8}"];
+    // Mostly usable text, sometimes empty or blank (which must be refused).
+    let text = prop_oneof![
+        1 => Just(String::new()),
+        1 => Just(" ".to_owned()),
+        6 => "[a-z]{1,8}",
+    ];
     let sev = prop_oneof![
         Just(Severity::P0),
         Just(Severity::P1),
@@ -361,8 +366,10 @@ fn arb_change() -> impl Strategy<Value = Change> {
         Just(Severity::P3)
     ];
     let opt = proptest::option::of(text.clone());
+    // Lifecycle changes weigh more so that random runs reach resolved,
+    // closed and reopened states.
     prop_oneof![
-        (text.clone(), sev.clone(), any::<bool>()).prop_map(|(title, severity, halt)| {
+        1 => (text.clone(), sev.clone(), any::<bool>()).prop_map(|(title, severity, halt)| {
             Change::Opened {
                 title,
                 severity,
@@ -371,23 +378,22 @@ fn arb_change() -> impl Strategy<Value = Change> {
                 text: None,
             }
         }),
-        opt.clone().prop_map(|text| Change::Acknowledged { text }),
-        text.clone().prop_map(|text| Change::Note { text }),
-        text.clone().prop_map(|text| Change::StatusUpdate { text }),
-        (opt.clone(), opt.clone())
+        2 => opt.clone().prop_map(|text| Change::Acknowledged { text }),
+        1 => text.clone().prop_map(|text| Change::Note { text }),
+        1 => text.clone().prop_map(|text| Change::StatusUpdate { text }),
+        2 => (opt.clone(), opt.clone())
             .prop_map(|(root_cause, text)| Change::Identified { root_cause, text }),
-        opt.clone().prop_map(|text| Change::Mitigated { text }),
-        opt.clone().prop_map(|text| Change::Resolved { text }),
-        text.clone().prop_map(|reason| Change::Reopened { reason }),
-        opt.clone().prop_map(|text| Change::Closed { text }),
-        (sev, opt.clone()).prop_map(|(to, reason)| Change::SeverityChanged { to, reason }),
-        text.clone().prop_map(|to| Change::CommanderChanged { to }),
-        text.clone().prop_map(|reason| Change::HaltSet { reason }),
-        text.clone()
-            .prop_map(|reason| Change::HaltCleared { reason }),
-        (text.clone(), opt.clone()).prop_map(|(text, owner)| Change::ActionAdded { text, owner }),
-        (0usize..4).prop_map(|number| Change::ActionDone { number }),
-        (opt.clone(), opt.clone(), any::<bool>()).prop_map(|(root_cause, summary, lessons)| {
+        2 => opt.clone().prop_map(|text| Change::Mitigated { text }),
+        4 => opt.clone().prop_map(|text| Change::Resolved { text }),
+        3 => text.clone().prop_map(|reason| Change::Reopened { reason }),
+        4 => opt.clone().prop_map(|text| Change::Closed { text }),
+        1 => (sev, opt.clone()).prop_map(|(to, reason)| Change::SeverityChanged { to, reason }),
+        1 => text.clone().prop_map(|to| Change::CommanderChanged { to }),
+        2 => text.clone().prop_map(|reason| Change::HaltSet { reason }),
+        3 => text.clone().prop_map(|reason| Change::HaltCleared { reason }),
+        1 => (text.clone(), opt.clone()).prop_map(|(text, owner)| Change::ActionAdded { text, owner }),
+        1 => (0usize..4).prop_map(|number| Change::ActionDone { number }),
+        4 => (opt.clone(), opt.clone(), any::<bool>()).prop_map(|(root_cause, summary, lessons)| {
             Change::PostMortem(PostMortem {
                 root_cause,
                 summary,
@@ -395,11 +401,11 @@ fn arb_change() -> impl Strategy<Value = Change> {
                 ..PostMortem::default()
             })
         }),
-        proptest::collection::vec("[a-z]{1,4}", 0..2).prop_map(|backups| Change::Linked {
+        1 => proptest::collection::vec("[a-z]{1,4}", 0..2).prop_map(|backups| Change::Linked {
             backups,
             drills: vec![]
         }),
-        Just(Change::NotificationFailed {
+        1 => Just(Change::NotificationFailed {
             channel: "slack".into(),
             about_seq: 1,
             attempts: 1,
@@ -409,8 +415,24 @@ fn arb_change() -> impl Strategy<Value = Change> {
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<Event>> {
-    proptest::collection::vec((arb_change(), -30i64..600, 0u64..3, any::<bool>()), 0..40).prop_map(
-        |raw| {
+    // Mostly a valid opening first, so that the rest is checked against a
+    // live record; sometimes none, or a random first event.
+    let first = proptest::option::weighted(
+        0.9,
+        (any::<bool>(), any::<bool>()).prop_map(|(halt, p0)| Change::Opened {
+            title: "t".into(),
+            severity: if p0 { Severity::P0 } else { Severity::P3 },
+            commander: None,
+            halt,
+            text: None,
+        }),
+    );
+    let rest =
+        proptest::collection::vec((arb_change(), -30i64..600, 0u64..3, any::<bool>()), 0..60);
+    (first, rest).prop_map(|(first, rest)| {
+        let head = first.map(|c| (c, 0, 1, false));
+        let raw: Vec<_> = head.into_iter().chain(rest).collect();
+        {
             let mut seq = 0;
             raw.into_iter()
                 .map(|(change, minutes, step, blank_author)| {
@@ -422,8 +444,8 @@ fn arb_events() -> impl Strategy<Value = Vec<Event>> {
                     e
                 })
                 .collect()
-        },
-    )
+        }
+    })
 }
 
 proptest! {
