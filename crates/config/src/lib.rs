@@ -120,6 +120,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// PostgreSQL logical backup and restore settings.
     pub pg: cfdr_pg::logical::LogicalOptions,
+    /// Incident records, SLAs and notifications.
+    pub incident: cfdr_incident::IncidentConfig,
 }
 
 fn env(name: &str) -> Option<String> {
