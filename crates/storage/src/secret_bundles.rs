@@ -649,7 +649,7 @@ mod tests {
         assert_eq!(dry.rekeyed.len(), 2);
         assert_eq!(
             s.versions("a").await.unwrap(),
-            [m1.clone()],
+            std::slice::from_ref(&m1),
             "dry run changes nothing"
         );
 
@@ -695,7 +695,7 @@ mod tests {
             .rekey(&new_to, &both(), false, Timestamp::now())
             .await
             .unwrap();
-        assert_eq!(cleaned.removed_leftovers, [m1.object.clone()]);
+        assert_eq!(cleaned.removed_leftovers, std::slice::from_ref(&m1.object));
         assert!(repo.store().stat(orphan).await.unwrap().is_some());
     }
 }
