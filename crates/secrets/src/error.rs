@@ -46,7 +46,9 @@ pub enum Error {
         var: String,
     },
     /// The identity text holds no usable identity.
-    #[error("no age identity found in {origin}: expected lines starting with AGE-SECRET-KEY-1")]
+    #[error(
+        "no usable age identity in {origin}: expected AGE-SECRET-KEY-1... lines or an unencrypted OpenSSH ed25519/RSA private key (for a passphrase-protected ssh key use `age -d -i`)"
+    )]
     InvalidIdentity {
         /// Where the text came from (file path or variable name, never the text).
         origin: String,

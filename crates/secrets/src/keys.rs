@@ -132,6 +132,61 @@ impl Passphrase {
         Self::new(first)
     }
 
+    /// The passphrase from, in order: `file` (e.g. `/dev/fd/3`), the
+    /// variable `var`, or a prompt on the controlling terminal (echo off;
+    /// asked twice when `confirm`). Never from the command line.
+    pub fn obtain(file: Option<&Path>, var: &str, prompt: &str, confirm: bool) -> Result<Self> {
+        if let Some(f) = file {
+            return Self::from_file(f);
+        }
+        if std::env::var_os(var).is_some() {
+            return Self::from_env(var);
+        }
+        let first = Self::from_terminal(prompt)?;
+        if confirm {
+            let again = Self::from_terminal("Repeat the passphrase: ")?;
+            if again.0 != first.0 {
+                return Err(Error::Passphrase {
+                    reason: "the two entries differ".into(),
+                });
+            }
+        }
+        Ok(first)
+    }
+
+    /// Reads one line from `/dev/tty` with echo switched off by `stty`.
+    pub fn from_terminal(prompt: &str) -> Result<Self> {
+        use std::io::BufRead;
+        let no_tty = |e: std::io::Error| Error::Passphrase {
+            reason: format!(
+                "no terminal to ask on ({e}): pass --passphrase-file FILE or set the passphrase variable"
+            ),
+        };
+        let mut tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(no_tty)?;
+        let stty = |arg: &str| -> Result<()> {
+            let input = std::fs::File::open("/dev/tty").map_err(no_tty)?;
+            std::process::Command::new("stty")
+                .arg(arg)
+                .stdin(input)
+                .status()
+                .map_err(no_tty)
+                .map(drop)
+        };
+        tty.write_all(prompt.as_bytes()).map_err(no_tty)?;
+        stty("-echo")?;
+        let mut line = Zeroizing::new(String::new());
+        let read = std::io::BufReader::new(&tty).read_line(&mut line);
+        let restored = stty("echo");
+        let _ = tty.write_all(b"\n");
+        read.map_err(no_tty)?;
+        restored?;
+        Self::new(std::mem::take(&mut *line))
+    }
+
     fn secret(&self) -> SecretString {
         SecretString::from(self.0.as_str().to_owned())
     }
@@ -169,7 +224,8 @@ fn read_private(path: &Path, allow_insecure_mode: bool) -> Result<Zeroizing<Stri
 /// The text is parsed on each use so the value can move between threads;
 /// `Debug` shows only where it came from.
 pub struct Identities {
-    text: Zeroizing<String>,
+    /// One identity file text per origin (age keys, or one ssh key).
+    texts: Vec<Zeroizing<String>>,
     origin: String,
     passphrase: Option<(Passphrase, u8)>,
 }
@@ -205,7 +261,7 @@ impl Identities {
     /// `max_work_factor` (log2 N) of scrypt work.
     pub fn from_passphrase(passphrase: Passphrase, max_work_factor: u8) -> Self {
         Self {
-            text: Zeroizing::new(String::new()),
+            texts: Vec::new(),
             origin: "the passphrase".into(),
             passphrase: Some((passphrase, max_work_factor)),
         }
@@ -214,10 +270,7 @@ impl Identities {
     /// These identities plus `other`'s (e.g. the old and the new key while
     /// rotating).
     pub fn with(mut self, other: Identities) -> Self {
-        if !other.text.is_empty() {
-            self.text.push('\n');
-            self.text.push_str(&other.text);
-        }
+        self.texts.extend(other.texts);
         self.origin = format!("{} and {}", self.origin, other.origin);
         if self.passphrase.is_none() {
             self.passphrase = other.passphrase.clone();
@@ -228,10 +281,6 @@ impl Identities {
     /// Where the identities came from (paths, variable names).
     pub fn origin(&self) -> &str {
         &self.origin
-    }
-
-    pub(crate) fn has_keys(&self) -> bool {
-        !self.text.trim().is_empty()
     }
 
     pub(crate) fn has_passphrase(&self) -> bool {
@@ -246,7 +295,7 @@ impl Identities {
 
     fn with_origin(text: Zeroizing<String>, origin: String) -> Result<Self> {
         let me = Self {
-            text,
+            texts: vec![text],
             origin,
             passphrase: None,
         };
@@ -260,14 +309,19 @@ impl Identities {
         let invalid = || Error::InvalidIdentity {
             origin: self.origin.clone(),
         };
-        let mut out = if self.has_keys() {
-            age::IdentityFile::from_buffer(self.text.as_bytes())
-                .map_err(|_| invalid())?
-                .into_identities()
-                .map_err(|_| invalid())?
-        } else {
-            Vec::new()
-        };
+        let mut out: Vec<Box<dyn age::Identity>> = Vec::new();
+        for text in self.texts.iter().filter(|t| !t.trim().is_empty()) {
+            if text.trim_start().starts_with("-----BEGIN ") {
+                // An OpenSSH (ed25519 or RSA) private key, as `age -i` takes.
+                match age::ssh::Identity::from_buffer(text.as_bytes(), None) {
+                    Ok(id @ age::ssh::Identity::Unencrypted(_)) => out.push(Box::new(id)),
+                    _ => return Err(invalid()),
+                }
+                continue;
+            }
+            let file = age::IdentityFile::from_buffer(text.as_bytes()).map_err(|_| invalid())?;
+            out.extend(file.into_identities().map_err(|_| invalid())?);
+        }
         if let Some((pass, max)) = &self.passphrase {
             let mut id = age::scrypt::Identity::new(pass.secret());
             id.set_max_work_factor(*max);
@@ -279,8 +333,9 @@ impl Identities {
     /// The recipients matching these identities (X25519 only).
     pub fn to_recipients(&self) -> Result<Recipients> {
         let publics: Vec<String> = self
-            .text
-            .lines()
+            .texts
+            .iter()
+            .flat_map(|t| t.lines())
             .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
             .map(|i| i.to_public().to_string())
             .collect();

@@ -176,6 +176,21 @@ pub struct ImportReport {
     pub dry_run: bool,
 }
 
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.dry_run { "would write" } else { "wrote" };
+        for (path, from, to) in &self.written {
+            writeln!(f, "{verb} {path} (version {from} -> {to})")?;
+        }
+        writeln!(
+            f,
+            "{} secrets {verb}, {} unchanged",
+            self.written.len(),
+            self.unchanged.len()
+        )
+    }
+}
+
 /// A Vault KV v2 client.
 #[derive(Clone, Debug)]
 pub struct VaultClient {

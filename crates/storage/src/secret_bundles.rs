@@ -84,6 +84,24 @@ impl SecretManifest {
     }
 }
 
+/// One line: `bundle@version  N secrets  SIZE B  fingerprints` (or the
+/// passphrase's work factor).
+impl std::fmt::Display for SecretManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let enc = match self.encryption.scrypt_work_factor {
+            Some(wf) => format!("passphrase (scrypt 2^{wf})"),
+            None => self.encryption.recipients.join(","),
+        };
+        write!(
+            f,
+            "{:<44} {:>4} secrets {:>8} B  {enc}",
+            self.label(),
+            self.count,
+            self.stored.size
+        )
+    }
+}
+
 /// What a rekey did (or, in a dry run, would do).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RekeyReport {
@@ -97,6 +115,32 @@ pub struct RekeyReport {
     pub removed_leftovers: Vec<String>,
     /// Nothing was changed.
     pub dry_run: bool,
+}
+
+impl std::fmt::Display for RekeyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run {
+            "would rekey"
+        } else {
+            "rekeyed"
+        };
+        for label in &self.rekeyed {
+            writeln!(f, "{verb} {label}")?;
+        }
+        for label in &self.passphrase_copies {
+            writeln!(
+                f,
+                "kept passphrase copy {label} (make a new one if the passphrase leaked)"
+            )?;
+        }
+        writeln!(
+            f,
+            "{} {verb}, {} already current, {} leftovers removed",
+            self.rekeyed.len(),
+            self.current.len(),
+            self.removed_leftovers.len()
+        )
+    }
 }
 
 /// Checks a bundle name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter
@@ -241,6 +285,20 @@ impl SecretStore {
             .collect();
         names.dedup();
         Ok(names)
+    }
+
+    /// Committed versions of `bundle`, or of every bundle when `None`
+    /// (by bundle name, then oldest first).
+    pub async fn list(&self, bundle: Option<&str>) -> Result<Vec<SecretManifest>> {
+        let names = match bundle {
+            Some(b) => vec![b.to_owned()],
+            None => self.bundles().await?,
+        };
+        let mut all = Vec::new();
+        for name in names {
+            all.extend(self.versions(&name).await?);
+        }
+        Ok(all)
     }
 
     /// Committed versions of `bundle`, oldest first.

@@ -128,7 +128,14 @@ impl FakeVaultKv2 {
         );
     }
 
-    fn handle(&self, method: &str, target: &str, token: &str, ns: Option<String>, body: &[u8]) -> (u16, Value) {
+    fn handle(
+        &self,
+        method: &str,
+        target: &str,
+        token: &str,
+        ns: Option<String>,
+        body: &[u8],
+    ) -> (u16, Value) {
         let mut st = self.state.lock().unwrap();
         st.requests.push(format!("{method} {target}"));
         st.namespaces.extend(ns);
@@ -145,7 +152,11 @@ impl FakeVaultKv2 {
         let list = method == "LIST" || (method == "GET" && query.contains("list=true"));
         match (kind, method) {
             ("metadata", _) if list => {
-                let folder = if secret.is_empty() { String::new() } else { format!("{secret}/") };
+                let folder = if secret.is_empty() {
+                    String::new()
+                } else {
+                    format!("{secret}/")
+                };
                 let mut keys: Vec<String> = st
                     .secrets
                     .keys()
@@ -164,7 +175,10 @@ impl FakeVaultKv2 {
             }
             ("metadata", "GET") => match st.secrets.get(&secret) {
                 None => (404, json!({"errors": []})),
-                Some(v) => (200, json!({"data": {"current_version": v.len(), "oldest_version": 1, "max_versions": 0, "cas_required": false}})),
+                Some(v) => (
+                    200,
+                    json!({"data": {"current_version": v.len(), "oldest_version": 1, "max_versions": 0, "cas_required": false}}),
+                ),
             },
             ("data", "GET") => match st.secrets.get(&secret) {
                 None => (404, json!({"errors": []})),
@@ -180,16 +194,28 @@ impl FakeVaultKv2 {
                 let req: Value = serde_json::from_slice(body).unwrap();
                 if st.race_next_write.as_deref() == Some(secret.as_str()) {
                     st.race_next_write = None;
-                    st.secrets.entry(secret.clone()).or_default().push(Some(json!({"raced": "yes"})));
+                    st.secrets
+                        .entry(secret.clone())
+                        .or_default()
+                        .push(Some(json!({"raced": "yes"})));
                 }
                 let current = st.secrets.get(&secret).map_or(0, |v| v.len() as u64);
                 if let Some(cas) = req["options"]["cas"].as_u64() {
                     if cas != current {
-                        return (400, json!({"errors": ["check-and-set parameter did not match the current version"]}));
+                        return (
+                            400,
+                            json!({"errors": ["check-and-set parameter did not match the current version"]}),
+                        );
                     }
                 }
-                st.secrets.entry(secret).or_default().push(Some(req["data"].clone()));
-                (200, json!({"data": {"version": current + 1, "created_time": "2026-01-01T00:00:00Z"}}))
+                st.secrets
+                    .entry(secret)
+                    .or_default()
+                    .push(Some(req["data"].clone()));
+                (
+                    200,
+                    json!({"data": {"version": current + 1, "created_time": "2026-01-01T00:00:00Z"}}),
+                )
             }
             _ => (405, json!({"errors": ["unsupported"]})),
         }
