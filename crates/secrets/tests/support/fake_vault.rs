@@ -200,13 +200,14 @@ impl FakeVaultKv2 {
                         .push(Some(json!({"raced": "yes"})));
                 }
                 let current = st.secrets.get(&secret).map_or(0, |v| v.len() as u64);
-                if let Some(cas) = req["options"]["cas"].as_u64() {
-                    if cas != current {
-                        return (
-                            400,
-                            json!({"errors": ["check-and-set parameter did not match the current version"]}),
-                        );
-                    }
+                if req["options"]["cas"]
+                    .as_u64()
+                    .is_some_and(|cas| cas != current)
+                {
+                    return (
+                        400,
+                        json!({"errors": ["check-and-set parameter did not match the current version"]}),
+                    );
                 }
                 st.secrets
                     .entry(secret)
