@@ -89,10 +89,17 @@ pub(crate) fn run_with(mut c: Command, args: &[&str], stdin: Option<&[u8]>) -> O
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
+    // Written from a thread so that a large output cannot block the writer.
+    let writer = stdin.map(|input| {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || pipe.write_all(&input))
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(w) = writer {
+        w.join().unwrap().unwrap();
     }
-    child.wait_with_output().unwrap()
+    out
 }
 
 /// Every file below `dir`, recursively.
