@@ -155,3 +155,63 @@ fn ssh_ed25519_recipients_work_both_ways() {
     let ids = Identities::from_file(Path::new(&key), false).unwrap();
     assert_eq!(unseal(&ids, &from_age).unwrap().expose(), b"back");
 }
+
+/// The README's break-glass recipes (`age -d -i` piped into `jq`), checked
+/// against what cfdr itself restores.
+const K8S_RECIPE: &str = r#"{apiVersion: "v1", kind: "Secret", type: "Opaque", metadata: {name: $name, namespace: $ns}, data: (.entries | map({key: .name, value: (if .encoding == "base64" then .value else (.value | @base64) end)}) | from_entries)}"#;
+const VAULT_RECIPE: &str = r#".entries | group_by(.name | split("/")[:-1] | join("/"))[] | {path: (.[0].name | split("/")[:-1] | join("/")), data: (map({key: (.name | split("/")[-1]), value: (if .type == "json" then (.value | fromjson) else .value end)}) | from_entries)}"#;
+
+#[test]
+fn break_glass_recipes_in_the_readme_work() {
+    let test = "break_glass_recipes_in_the_readme_work";
+    let (Some(age), Some(jq)) = (age_tool(test), cfdr_testing::tool("jq", "jq", test)) else {
+        return;
+    };
+    let s = Setup::new();
+    let input = br#"{"DB_PASSWORD": "p\u00e9w\n2", "MAX": 25, "exchanges/binance/api_key": "bk", "BIN": {"base64": "AP8="}}"#;
+    assert!(
+        s.run(&["backup", "--init", "--from", "-"], Some(input))
+            .status
+            .success()
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&s.run(&["list", "--json"], None).stdout).unwrap();
+    let object = s.repo.join(list[0]["object"].as_str().unwrap());
+    let plain = Command::new(&age)
+        .arg("-d")
+        .arg("-i")
+        .arg(&s.key)
+        .arg(&object)
+        .output()
+        .unwrap()
+        .stdout;
+
+    let manifest = pipe(
+        Command::new(&jq).args(["--arg", "name", "cf", "--arg", "ns", "prod", K8S_RECIPE]),
+        &plain,
+    );
+    let by_recipe: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let expected = cfdr_secrets::formats::parse_json(input, "in").unwrap();
+    let data = by_recipe["data"].as_object().unwrap();
+    assert_eq!(data.len(), expected.len());
+    for (name, entry) in expected.iter() {
+        assert_eq!(data[name], b64(entry.value.expose()), "{name}");
+    }
+    assert_eq!(by_recipe["metadata"]["namespace"], "prod");
+
+    let lines = pipe(Command::new(&jq).args(["-c", VAULT_RECIPE]), &plain);
+    let secrets: Vec<serde_json::Value> = lines
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(
+        secrets[0],
+        serde_json::json!({"path": "", "data": {"BIN": "AP8=", "DB_PASSWORD": "p\u{e9}w\n2", "MAX": 25}})
+    );
+    assert_eq!(
+        secrets[1],
+        serde_json::json!({"path": "exchanges/binance", "data": {"api_key": "bk"}})
+    );
+}
