@@ -39,6 +39,9 @@ pub(crate) struct Cli {
     /// age identity file to decrypt with (default: the configured one); mode 0600.
     #[arg(short, long, global = true)]
     pub(crate) identity: Option<PathBuf>,
+    /// Use an identity file even if group or others can read it (then fix its mode).
+    #[arg(long, global = true)]
+    pub(crate) allow_insecure_identity: bool,
     /// Encrypt (backup) or decrypt (restore, diff) with a passphrase instead of keys.
     #[arg(long, global = true)]
     pub(crate) passphrase: bool,
@@ -139,9 +142,11 @@ impl Cli {
     /// Decryption keys: --identity or the configured identity, plus the
     /// passphrase with --passphrase.
     pub(crate) fn identities(&self, config: &Config) -> Result<Identities> {
-        let keys = match &self.identity {
-            Some(f) => Some(Identities::from_file(f, false)?),
-            None => config.identities()?,
+        let insecure = self.allow_insecure_identity;
+        let keys = match (&self.identity, &config.encryption.identity_file) {
+            (Some(f), _) => Some(Identities::from_file(f, insecure)?),
+            (None, Some(f)) if insecure => Some(Identities::from_file(f, true)?),
+            _ => config.identities()?,
         };
         if !self.passphrase {
             return keys.context("no age identity: pass --identity FILE or set CFDR_AGE_IDENTITY_FILE / CFDR_AGE_IDENTITY (or --passphrase for a break-glass copy)");

@@ -193,6 +193,19 @@ fn failures_are_clear_and_write_nothing_to_the_sink() {
         common::run_with(c, &["restore", "--to", "env"], None),
         "chmod 600",
     );
+    let mut c = s.cmd();
+    c.env("CFDR_AGE_IDENTITY_FILE", &loose);
+    let forced = common::run_with(
+        c,
+        &["--allow-insecure-identity", "restore", "--to", "env"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&forced.stdout), "SECRET=v4lue\n");
+    assert!(
+        text(&forced).contains("chmod 600"),
+        "warned: {}",
+        text(&forced)
+    );
     // Corrupted ciphertext: first the checksum catches it...
     let list: serde_json::Value =
         serde_json::from_slice(&s.run(&["list", "--json"], None).stdout).unwrap();

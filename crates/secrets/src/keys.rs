@@ -204,11 +204,18 @@ fn read_private(path: &Path, allow_insecure_mode: bool) -> Result<Zeroizing<Stri
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
-        if meta.is_file() && mode & 0o077 != 0 && !allow_insecure_mode {
-            return Err(Error::InsecureIdentityFile {
-                path: path.to_owned(),
-                mode,
-            });
+        if meta.is_file() && mode & 0o077 != 0 {
+            if !allow_insecure_mode {
+                return Err(Error::InsecureIdentityFile {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "using a key file that group or others can read, as forced: run chmod 600"
+            );
         }
     }
     #[cfg(not(unix))]
