@@ -112,6 +112,12 @@ fn json_on_stdin_with_binary_values_round_trips() {
     let original = parse_json(input, "in").unwrap();
     let back = parse_json(&json.stdout, "out").unwrap();
     assert!(original.diff(&back).is_empty(), "{}", original.diff(&back));
+    // The restored JSON is itself a source: back up json:FILE, compare.
+    let file = s.write("restored.json", &json.stdout);
+    let from = format!("json:{}", file.display());
+    assert!(s.run(&["backup", "--from", &from], None).status.success());
+    let d = s.run(&["diff", "-", "latest"], Some(input));
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d));
     assert_eq!(back.get("BLOB").unwrap().value.expose(), [0, 255, 16, 255]);
     let k8s = s.run(&["restore", "--to", "k8s:x"], None);
     let data = k8s_data(&String::from_utf8(k8s.stdout).unwrap());
