@@ -1,308 +1,94 @@
-//! age keys, recipients, identities and streaming encryption for cfdr.
+//! age keys, streaming encryption and secret bundles for cfdr.
 //!
 //! Everything cfdr encrypts is a standard [age](https://age-encryption.org/v1)
-//! file, so the stock `age` tool can decrypt it when cfdr itself is not at hand.
+//! file, so the stock `age` tool can decrypt it when cfdr itself is not at
+//! hand. Secrets are never written to disk in plaintext: they live in
+//! zeroizing memory ([`SecretBuf`], [`SecretValue`]) between a source and a
+//! sink, and no `Debug`, `Display`, log line or error shows a value.
 //!
-//! - [`Recipients`]: the public side, parsed from `age1...` X25519 keys or
-//!   `ssh-ed25519` / `ssh-rsa` public keys, each with a short [`fingerprint`].
-//! - [`Identities`]: the secret side, read from an identity file (refused when
-//!   group- or world-readable) or an environment variable, held in memory that
-//!   is zeroized on drop and never shown by `Debug`.
-//! - [`encrypt_writer`] / [`decrypt_reader`]: streaming wrappers over
-//!   `std::io` writers and readers.
+//! - Keys: [`Recipients`] (`age1...` X25519, `ssh-ed25519` / `ssh-rsa`, each
+//!   with a short [`fingerprint`]); [`Identities`] from a 0600 identity file,
+//!   a variable or a [`Passphrase`]; [`generate_identity`] and
+//!   [`write_identity_file`] (0600, never overwrites). [`Encryption`] is
+//!   either recipients or a passphrase with a pinned scrypt work factor.
+//! - Streams: [`encrypt_writer`] / [`encrypt_writer_with`] (binary or
+//!   armored) and [`decrypt_reader`] (either); [`seal`] / [`unseal`] for
+//!   whole buffers, where `unseal` returns only after every chunk is
+//!   authenticated.
+//! - Bundles: [`SecretBundle`] of named [`Entry`]s, its encrypted document
+//!   form ([`SecretBundle::to_document`]) and a names-only [`BundleDiff`].
+//! - Sources and sinks: [`Source`] (`env:FILE`, `json:FILE`, `-`,
+//!   `vault:PATH`) and [`Sink`] (`env`, `json`, `k8s:NAME[:NS]`,
+//!   `vault:PATH`); the formats in [`formats`] and the Vault KV v2 client
+//!   [`VaultClient`].
 //!
 //! ```
-//! use std::io::{Read, Write};
-//! use cfdr_secrets::{Identities, Recipients, decrypt_reader, encrypt_writer, generate_identity};
+//! use cfdr_secrets::{Encryption, Identities, Recipients, SecretBundle, Sink, generate_identity, seal, unseal};
 //!
 //! let (identity, recipient) = generate_identity();
-//! let recipients = Recipients::parse([recipient.as_str()])?;
-//! let mut sealed = Vec::new();
-//! let mut w = encrypt_writer(&recipients, &mut sealed)?;
-//! w.write_all(b"exchange key")?;
-//! w.finish()?;
+//! let bundle = cfdr_secrets::formats::parse_env(b"BINANCE_API_KEY=k-123\n", "example.env")?;
 //!
-//! let identities = Identities::from_text(identity.as_str())?;
-//! let mut plain = Vec::new();
-//! decrypt_reader(&identities, &sealed[..])?.read_to_end(&mut plain)?;
-//! assert_eq!(plain, b"exchange key");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let to = Encryption::Recipients(Recipients::parse([recipient.as_str()])?);
+//! let sealed = seal(&to, bundle.to_document().expose(), false)?;
+//!
+//! let plain = unseal(&Identities::from_text(identity.as_str())?, &sealed)?;
+//! let restored = SecretBundle::from_document(plain.expose())?;
+//! assert!(bundle.diff(&restored).is_empty());
+//! assert_eq!(format!("{restored:?}"), r#"SecretBundle { names: ["BINANCE_API_KEY"] }"#);
+//! let out = Sink::parse("json", None)?.render(&restored, "example")?.expect("stdout sink");
+//! assert_eq!(out.expose(), b"{\n  \"BINANCE_API_KEY\": \"k-123\"\n}\n");
+//! # Ok::<(), cfdr_secrets::Error>(())
 //! ```
 
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+mod buf;
+mod bundle;
+mod error;
+pub mod formats;
+mod keys;
+mod spec;
+mod stream;
+pub mod vault;
 
-use age::secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
-
-/// Errors from key handling and age encryption.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A recipient string is neither an age X25519 key nor an ssh public key.
-    #[error(
-        "invalid age recipient {recipient:?}: expected an `age1...` key or an `ssh-ed25519`/`ssh-rsa` public key"
-    )]
-    InvalidRecipient {
-        /// The rejected recipient (public material only).
-        recipient: String,
-    },
-    /// Encryption was asked for with no recipient at all.
-    #[error("no age recipients configured: add at least one `age1...` recipient")]
-    NoRecipients,
-    /// An identity file cannot be read.
-    #[error("cannot read age identity file {path}: {source}")]
-    IdentityFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// An identity file is readable by group or others.
-    #[error(
-        "age identity file {path} has mode {mode:o}: it must not be readable by group or others; run `chmod 600 {path}`"
-    )]
-    InsecureIdentityFile {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The identity environment variable is not set.
-    #[error(
-        "environment variable {var} is not set: export an age identity (AGE-SECRET-KEY-1...) in it"
-    )]
-    MissingIdentityVar {
-        /// The variable name.
-        var: String,
-    },
-    /// The identity text holds no usable identity.
-    #[error("no age identity found in {origin}: expected lines starting with AGE-SECRET-KEY-1")]
-    InvalidIdentity {
-        /// Where the text came from (file path or variable name, never the text).
-        origin: String,
-    },
-    /// Encryption failed.
-    #[error("age encryption failed: {0}")]
-    Encrypt(String),
-    /// Decryption failed: wrong identity, damaged or truncated data.
-    #[error("age decryption failed: {0}")]
-    Decrypt(String),
-    /// An I/O error while streaming.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-/// Result alias for this crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A short, stable fingerprint of a recipient: the first 16 hex digits of the
-/// SHA-256 of its canonical string. Manifests record these, never keys.
-pub fn fingerprint(recipient: &str) -> String {
-    let digest = Sha256::digest(recipient.trim().as_bytes());
-    hex::encode(&digest[..8])
-}
-
-/// A validated set of age recipients (public keys).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Recipients {
-    keys: Vec<String>,
-}
-
-impl fmt::Debug for Recipients {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.fingerprints()).finish()
-    }
-}
-
-impl Recipients {
-    /// Parses recipients; blank entries and `#` comments are skipped.
-    pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self> {
-        let mut keys = Vec::new();
-        for raw in items {
-            let item = raw.trim();
-            if item.is_empty() || item.starts_with('#') {
-                continue;
-            }
-            to_age_recipient(item)?;
-            keys.push(item.to_owned());
-        }
-        if keys.is_empty() {
-            return Err(Error::NoRecipients);
-        }
-        Ok(Self { keys })
-    }
-
-    /// The recipients as given.
-    pub fn keys(&self) -> &[String] {
-        &self.keys
-    }
-
-    /// One [`fingerprint`] per recipient, in order.
-    pub fn fingerprints(&self) -> Vec<String> {
-        self.keys.iter().map(|k| fingerprint(k)).collect()
-    }
-}
-
-fn to_age_recipient(key: &str) -> Result<Box<dyn age::Recipient + Send>> {
-    let invalid = || Error::InvalidRecipient {
-        recipient: key.to_owned(),
-    };
-    if key.starts_with("age1") {
-        let r = age::x25519::Recipient::from_str(key).map_err(|_| invalid())?;
-        Ok(Box::new(r))
-    } else if key.starts_with("ssh-") {
-        let r = age::ssh::Recipient::from_str(key).map_err(|_| invalid())?;
-        Ok(Box::new(r))
-    } else {
-        Err(invalid())
-    }
-}
-
-/// age identities (secret keys), held as zeroized text.
-///
-/// The text is parsed on each use so the value can move between threads;
-/// `Debug` shows only where it came from.
-pub struct Identities {
-    text: Zeroizing<String>,
-    origin: String,
-}
-
-impl fmt::Debug for Identities {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Identities(from {}, redacted)", self.origin)
-    }
-}
-
-impl Identities {
-    /// Identities from an in-memory identity file text.
-    pub fn from_text(text: impl Into<String>) -> Result<Self> {
-        Self::with_origin(Zeroizing::new(text.into()), "memory".into())
-    }
-
-    /// Identities from an identity file. Refuses a file readable by group or
-    /// others unless `allow_insecure_mode` is set.
-    pub fn from_file(path: &Path, allow_insecure_mode: bool) -> Result<Self> {
-        let file_err = |source| Error::IdentityFile {
-            path: path.to_owned(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(file_err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 && !allow_insecure_mode {
-                return Err(Error::InsecureIdentityFile {
-                    path: path.to_owned(),
-                    mode,
-                });
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = (meta, allow_insecure_mode);
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(file_err)?);
-        Self::with_origin(text, path.display().to_string())
-    }
-
-    /// Identities from an environment variable holding identity file text.
-    pub fn from_env(var: &str) -> Result<Self> {
-        let text = std::env::var(var).map_err(|_| Error::MissingIdentityVar {
-            var: var.to_owned(),
-        })?;
-        Self::with_origin(Zeroizing::new(text), format!("${var}"))
-    }
-
-    fn with_origin(text: Zeroizing<String>, origin: String) -> Result<Self> {
-        let me = Self { text, origin };
-        if me.parse()?.is_empty() {
-            return Err(Error::InvalidIdentity { origin: me.origin });
-        }
-        Ok(me)
-    }
-
-    fn parse(&self) -> Result<Vec<Box<dyn age::Identity>>> {
-        let invalid = || Error::InvalidIdentity {
-            origin: self.origin.clone(),
-        };
-        age::IdentityFile::from_buffer(self.text.as_bytes())
-            .map_err(|_| invalid())?
-            .into_identities()
-            .map_err(|_| invalid())
-    }
-
-    /// The recipients matching these identities (X25519 only).
-    pub fn to_recipients(&self) -> Result<Recipients> {
-        let publics: Vec<String> = self
-            .text
-            .lines()
-            .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
-            .map(|i| i.to_public().to_string())
-            .collect();
-        Recipients::parse(publics.iter().map(String::as_str))
-    }
-}
-
-/// Generates a new X25519 identity: `(secret identity text, public recipient)`.
-pub fn generate_identity() -> (Zeroizing<String>, String) {
-    let identity = age::x25519::Identity::generate();
-    let secret = Zeroizing::new(identity.to_string().expose_secret().to_owned());
-    (secret, identity.to_public().to_string())
-}
-
-/// Wraps `output` so that everything written is encrypted to `recipients`.
-/// Call `finish()` on the returned writer to write the final chunk.
-pub fn encrypt_writer<W: Write>(
-    recipients: &Recipients,
-    output: W,
-) -> Result<age::stream::StreamWriter<W>> {
-    let boxed = recipients
-        .keys
-        .iter()
-        .map(|k| to_age_recipient(k))
-        .collect::<Result<Vec<_>>>()?;
-    let encryptor = age::Encryptor::with_recipients(boxed.iter().map(|r| r.as_ref() as _))
-        .map_err(|e| Error::Encrypt(e.to_string()))?;
-    Ok(encryptor.wrap_output(output)?)
-}
-
-/// Opens an age stream (binary or ASCII-armored) from `input` with
-/// `identities`. Authentication of each chunk happens as it is read; a
-/// damaged or truncated stream fails on read.
-pub fn decrypt_reader<R: Read>(
-    identities: &Identities,
-    input: R,
-) -> Result<age::stream::StreamReader<age::armor::ArmoredReader<io::BufReader<R>>>> {
-    let parsed = identities.parse()?;
-    let input = age::armor::ArmoredReader::new(input);
-    let decryptor = age::Decryptor::new(input).map_err(|e| Error::Decrypt(e.to_string()))?;
-    decryptor
-        .decrypt(parsed.iter().map(|i| i.as_ref() as _))
-        .map_err(|e| Error::Decrypt(e.to_string()))
-}
+pub use buf::SecretBuf;
+pub use bundle::{BUNDLE_FORMAT, BundleDiff, Entry, SecretBundle, SecretValue, validate_name};
+pub use error::{Error, Result};
+pub use keys::{
+    DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR, Encryption, Identities, Passphrase, Recipients,
+    WORK_FACTOR_RANGE, fingerprint, generate_identity, write_identity_file,
+};
+pub use spec::{Format, Sink, Source, parse_text, read_secret};
+pub use stream::{
+    EncryptWriter, decrypt_reader, encrypt_writer, encrypt_writer_with, seal, unseal,
+};
+pub use vault::{ImportReport, VaultClient, VaultOptions, VaultPath};
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::io::{Read, Write};
+
+    fn pair() -> (Identities, Recipients) {
+        let (secret, public) = generate_identity();
+        (
+            Identities::from_text(secret.as_str()).unwrap(),
+            Recipients::parse([public.as_str()]).unwrap(),
+        )
+    }
 
     #[test]
-    fn wrong_identity_is_a_decrypt_error() {
-        let (_, recipient) = generate_identity();
-        let (other, _) = generate_identity();
-        let recipients = Recipients::parse([recipient.as_str()]).unwrap();
+    fn wrong_identity_is_a_clear_error() {
+        let (_, recipients) = pair();
+        let (other, _) = pair();
         let mut sealed = Vec::new();
         let mut w = encrypt_writer(&recipients, &mut sealed).unwrap();
         w.write_all(b"x").unwrap();
         w.finish().unwrap();
-        let ids = Identities::from_text(other.as_str()).unwrap();
-        assert!(matches!(
-            decrypt_reader(&ids, &sealed[..]),
-            Err(Error::Decrypt(_))
-        ));
+        let Err(err) = decrypt_reader(&other, &sealed[..]) else {
+            panic!("decrypted with the wrong identity");
+        };
+        assert!(matches!(err, Error::NoMatchingIdentity { .. }), "{err}");
+        assert!(err.to_string().contains("other recipients"), "{err}");
     }
 
     #[test]
@@ -310,6 +96,8 @@ mod tests {
         let (secret, _) = generate_identity();
         let ids = Identities::from_text(secret.as_str()).unwrap();
         assert!(!format!("{ids:?}").contains("AGE-SECRET-KEY"));
+        let p = Passphrase::new("correct horse").unwrap();
+        assert!(!format!("{p:?}").contains("horse"));
     }
 
     #[test]
@@ -322,8 +110,23 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = Identities::from_file(&path, false).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+        Identities::from_file(&path, true).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         Identities::from_file(&path, false).unwrap();
+    }
+
+    #[test]
+    fn keygen_writes_0600_and_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        let public = write_identity_file(&path, "2026-01-01T00:00:00Z").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let ids = Identities::from_file(&path, false).unwrap();
+        assert_eq!(ids.to_recipients().unwrap().keys(), [public]);
+        let err = write_identity_file(&path, "x").unwrap_err();
+        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
     }
 
     #[test]
@@ -336,5 +139,90 @@ mod tests {
             Recipients::parse(["", "# comment"]),
             Err(Error::NoRecipients)
         ));
+    }
+
+    #[test]
+    fn armored_and_binary_round_trip_streaming() {
+        let (ids, recipients) = pair();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for armored in [false, true] {
+            let enc = Encryption::Recipients(recipients.clone());
+            let mut w = encrypt_writer_with(&enc, Vec::new(), armored).unwrap();
+            for chunk in data.chunks(10_000) {
+                w.write_all(chunk).unwrap();
+            }
+            let sealed = w.finish().unwrap();
+            assert_eq!(
+                sealed.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"),
+                armored
+            );
+            let mut out = Vec::new();
+            decrypt_reader(&ids, &sealed[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn passphrase_round_trip_typo_and_work_factor() {
+        let enc = Encryption::passphrase(Passphrase::new("correct horse\n").unwrap(), 10).unwrap();
+        let sealed = seal(&enc, b"break glass", true).unwrap();
+        let ok = Identities::from_passphrase(Passphrase::new("correct horse").unwrap(), 22);
+        assert_eq!(unseal(&ok, &sealed).unwrap().expose(), b"break glass");
+        let typo = Identities::from_passphrase(Passphrase::new("correct hrose").unwrap(), 22);
+        assert!(matches!(
+            unseal(&typo, &sealed),
+            Err(Error::WrongPassphrase)
+        ));
+        let low = Identities::from_passphrase(Passphrase::new("correct horse").unwrap(), 9);
+        assert!(matches!(
+            unseal(&low, &sealed),
+            Err(Error::ExcessiveWork {
+                required: 10,
+                max: 9
+            })
+        ));
+        let (keys, _) = pair();
+        assert!(matches!(
+            unseal(&keys, &sealed),
+            Err(Error::PassphraseRequired)
+        ));
+        assert!(Encryption::passphrase(Passphrase::new("x").unwrap(), 5).is_err());
+        assert!(Passphrase::new("\n").is_err());
+    }
+
+    #[test]
+    fn damaged_and_truncated_files_fail_before_any_plaintext() {
+        let (ids, recipients) = pair();
+        let enc = Encryption::Recipients(recipients);
+        let data = vec![7u8; 150_000];
+        let sealed = seal(&enc, &data, false).unwrap();
+        let mut flipped = sealed.clone();
+        let at = flipped.len() - 1000;
+        flipped[at] ^= 1;
+        let err = unseal(&ids, &flipped).unwrap_err();
+        assert!(matches!(err, Error::Decrypt(_)), "{err}");
+        let err = unseal(&ids, &sealed[..sealed.len() - 100]).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // A cut exactly at a chunk boundary (64 KiB + tag) lacks the final chunk.
+        let header_end = sealed.len() - (150_000 + 3 * 16);
+        let cut = header_end + 65_536 + 16;
+        assert!(unseal(&ids, &sealed[..cut]).is_err());
+        let mut header = sealed.clone();
+        header[40] ^= 1;
+        assert!(unseal(&ids, &header).is_err());
+    }
+
+    #[test]
+    fn identities_combine_for_rotation() {
+        let (old, old_r) = pair();
+        let (new, new_r) = pair();
+        let both = old.with(new);
+        for r in [old_r, new_r] {
+            let sealed = seal(&Encryption::Recipients(r), b"x", false).unwrap();
+            assert_eq!(unseal(&both, &sealed).unwrap().expose(), b"x");
+        }
     }
 }

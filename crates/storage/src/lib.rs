@@ -41,6 +41,7 @@ mod lock;
 mod object;
 pub mod parts;
 mod repo;
+pub mod secret_bundles;
 mod selftest;
 
 pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
@@ -55,6 +56,7 @@ pub use repo::{
     BACKUPS_PREFIX, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover, MANIFEST_NAME,
     Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
 };
+pub use secret_bundles::{SecretManifest, SecretStore};
 pub use selftest::{SelfTestReport, sample_data};
 
 /// Re-exported so callers can name operator types without their own
