@@ -282,7 +282,10 @@ async fn failures_are_clear_and_leave_no_manifest_or_damage() {
     let err = logical::restore(&repo, &source, &sealed, &opts, &req, |_| {})
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("decryption failed"), "{err}");
+    assert!(
+        err.to_string().contains("encrypted to other recipients"),
+        "{err}"
+    );
     assert!(
         !cfdr_pg::admin::database_exists(&source, "cryptofunk_wrongkey")
             .await
