@@ -68,12 +68,9 @@ pub enum Outcome {
     CheckFailed,
 }
 
-/// Sets up logging to stderr, runs `work` on a tokio runtime and maps the
-/// result to the documented exit codes, printing errors with their causes.
-pub fn main<F>(verbose: u8, work: F) -> ExitCode
-where
-    F: Future<Output = anyhow::Result<Outcome>>,
-{
+/// Logs to stderr: warnings by default, more with each `-v`; `RUST_LOG`
+/// overrides.
+pub fn init_logging(verbose: u8) {
     // opendal logs expected misses (a stat of an absent key) as warnings.
     let filter = ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(verbose.min(2))];
     tracing_subscriber::fmt()
@@ -83,6 +80,15 @@ where
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Sets up logging to stderr, runs `work` on a tokio runtime and maps the
+/// result to the documented exit codes, printing errors with their causes.
+pub fn main<F>(verbose: u8, work: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<Outcome>>,
+{
+    init_logging(verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
