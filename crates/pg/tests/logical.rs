@@ -428,3 +428,84 @@ async fn wrong_password_and_failing_storage_leave_nothing() {
         "nothing half-written is visible"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_tools_restore_a_backup_by_hand() {
+    let test = "stock_tools_restore_a_backup_by_hand";
+    let (Some(_), Some(_), Some(_)) = (
+        cfdr_testing::tool("gunzip", "gzip", test),
+        cfdr_testing::tool("zstd", "zstd", test),
+        cfdr_testing::tool("age", "age", test),
+    ) else {
+        return;
+    };
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let loc = TestLocation::new(Backend::Fs, test).unwrap();
+    let root = loc
+        .options
+        .url
+        .clone()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_owned();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let source = cluster.target(DB);
+    let want = content_fingerprint(&source).await.unwrap();
+    let opts = LogicalOptions::default();
+    let (secret, public) = cfdr_secrets::generate_identity();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("identity.txt");
+    std::fs::write(&key_file, secret.as_bytes()).unwrap();
+
+    let gz = logical::backup(
+        &repo,
+        &source,
+        "manual",
+        &opts,
+        &EncodeOptions::new(Compression::Gzip),
+    )
+    .await
+    .unwrap();
+    let sealed_opts = EncodeOptions::new(Compression::Zstd)
+        .encrypt_to(Recipients::parse([public.as_str()]).unwrap());
+    let sealed = logical::backup(&repo, &source, "manual", &opts, &sealed_opts)
+        .await
+        .unwrap();
+    let pg_restore = cluster.bin().path("pg_restore");
+    for (db, manifest, pipeline) in [
+        ("by_hand_gzip", &gz, "gunzip -c \"$OBJ\"".to_owned()),
+        (
+            "by_hand_age",
+            &sealed,
+            format!("age -d -i {} \"$OBJ\" | zstd -dc", key_file.display()),
+        ),
+    ] {
+        cluster.create_database(db).await.unwrap();
+        let object = format!("{root}/{}", manifest.objects[0].key);
+        let script = format!(
+            "set -e; {pipeline} | {} --exit-on-error --dbname {db}",
+            pg_restore.display()
+        );
+        let out = tokio::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("OBJ", &object)
+            .envs(cluster.target(db).tool_env())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            content_fingerprint(&cluster.target(db)).await.unwrap(),
+            want,
+            "{db}"
+        );
+    }
+}
