@@ -5,40 +5,15 @@ use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_latest_into_a_new_database_and_reports_steps() {
-    let cluster = match cfdr_testing::pg::cryptofunk_cluster("cryptofunk", 10, 500).await {
-        Ok(c) => c,
-        Err(e) => {
-            return cfdr_testing::missing::<()>(
-                &format!("PostgreSQL 15 ({e})"),
-                "cfdr-restore cli",
-            )
-            .unwrap_or(());
-        }
+    let Some(setup) = cfdr_testing::pg::backed_up("hourly", "cfdr-restore cli").await else {
+        return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}/repo", dir.path().display());
-    let repo = cfdr_storage::Repository::init(
-        cfdr_storage::StorageOptions::from_url(url.clone())
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let opts = cfdr_pg::logical::LogicalOptions::default();
-    let m = cfdr_pg::logical::backup(
-        &repo,
-        &cluster.target("cryptofunk"),
-        "hourly",
-        &opts,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let (cluster, url, m) = (&setup.cluster, setup.url.as_str(), &setup.manifest);
 
     let out = Command::new(env!("CARGO_BIN_EXE_cfdr-restore"))
         .args([
             "-r",
-            &url,
+            url,
             "logical",
             "--latest",
             "--target-db",
@@ -68,7 +43,7 @@ async fn restores_latest_into_a_new_database_and_reports_steps() {
     );
 
     let again = Command::new(env!("CARGO_BIN_EXE_cfdr-restore"))
-        .args(["-r", &url, "logical", "--target-db", "cf_restored"])
+        .args(["-r", url, "logical", "--target-db", "cf_restored"])
         .env("DATABASE_URL", cluster.url("cryptofunk"))
         .output()
         .unwrap();

@@ -5,35 +5,14 @@ use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_test_passes_then_fails_on_a_damaged_backup() {
-    let cluster = match cfdr_testing::pg::cryptofunk_cluster("cryptofunk", 10, 500).await {
-        Ok(c) => c,
-        Err(e) => {
-            return cfdr_testing::missing::<()>(&format!("PostgreSQL 15 ({e})"), "cfdr-verify cli")
-                .unwrap_or(());
-        }
+    let Some(setup) = cfdr_testing::pg::backed_up("weekly", "cfdr-verify cli").await else {
+        return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}/repo", dir.path().display());
-    let repo = cfdr_storage::Repository::init(
-        cfdr_storage::StorageOptions::from_url(url.clone())
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let opts = cfdr_pg::logical::LogicalOptions::default();
-    let m = cfdr_pg::logical::backup(
-        &repo,
-        &cluster.target("cryptofunk"),
-        "weekly",
-        &opts,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let (cluster, url, m) = (&setup.cluster, setup.url.as_str(), &setup.manifest);
+    let repo_root = std::path::Path::new(url.trim_start_matches("file://"));
     let verify = || {
         Command::new(env!("CARGO_BIN_EXE_cfdr-verify"))
-            .args(["-r", &url, "--latest"])
+            .args(["-r", url, "--latest"])
             .env("DATABASE_URL", cluster.url("postgres"))
             .env_remove("CFDR_CONFIG")
             .output()
@@ -49,7 +28,7 @@ async fn restore_test_passes_then_fails_on_a_damaged_backup() {
     assert!(text.contains(&format!("{}: ok", m.id)), "{text}");
 
     let key = &m.objects[0].key;
-    let path = dir.path().join("repo").join(key);
+    let path = repo_root.join(key);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

@@ -25,6 +25,16 @@ async fn cluster(test: &str) -> Option<LocalCluster> {
     }
 }
 
+/// A loaded cluster and an initialised repository in a temp folder.
+async fn setup(test: &str) -> Option<(LocalCluster, TestLocation, Repository)> {
+    let cluster = cluster(test).await?;
+    let loc = TestLocation::new(Backend::Fs, test)?;
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    Some((cluster, loc, repo))
+}
+
 async fn schema_only(cluster: &LocalCluster, db: &str) -> String {
     let out = tokio::process::Command::new(cluster.bin().path("pg_dump"))
         .args(["--schema-only", "--no-password"])
@@ -122,13 +132,9 @@ async fn round_trip_on_s3_every_codec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
     let test = "backup_during_writes";
-    let Some(cluster) = cluster(test).await else {
+    let Some((cluster, _repo_dir, repo)) = setup(test).await else {
         return;
     };
-    let loc = TestLocation::new(Backend::Fs, test).unwrap();
-    let repo = Repository::init(loc.options.build().unwrap())
-        .await
-        .unwrap();
     let source = cluster.target(DB);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(cfdr_testing::pg::write_workload(
@@ -178,13 +184,9 @@ async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_clear_and_leave_no_manifest_or_damage() {
     let test = "failures_are_clear";
-    let Some(cluster) = cluster(test).await else {
+    let Some((cluster, _repo_dir, repo)) = setup(test).await else {
         return;
     };
-    let loc = TestLocation::new(Backend::Fs, test).unwrap();
-    let repo = Repository::init(loc.options.build().unwrap())
-        .await
-        .unwrap();
     let source = cluster.target(DB);
     let opts = LogicalOptions::default();
     let encode = EncodeOptions::default();
@@ -296,13 +298,9 @@ async fn failures_are_clear_and_leave_no_manifest_or_damage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_test_passes_and_cleans_up() {
     let test = "restore_test";
-    let Some(cluster) = cluster(test).await else {
+    let Some((cluster, _repo_dir, repo)) = setup(test).await else {
         return;
     };
-    let loc = TestLocation::new(Backend::Fs, test).unwrap();
-    let repo = Repository::init(loc.options.build().unwrap())
-        .await
-        .unwrap();
     let source = cluster.target(DB);
     let opts = LogicalOptions {
         smoke_query: "SELECT notional(qty, price) FROM trades LIMIT 1".into(),
@@ -344,13 +342,9 @@ async fn client_tools_are_found_and_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_failing_storage_leave_nothing() {
     let test = "wrong_password_and_failing_storage";
-    let Some(cluster) = cluster(test).await else {
+    let Some((cluster, _repo_dir, repo)) = setup(test).await else {
         return;
     };
-    let loc = TestLocation::new(Backend::Fs, test).unwrap();
-    let repo = Repository::init(loc.options.build().unwrap())
-        .await
-        .unwrap();
     let source = cluster.target(DB);
     let opts = LogicalOptions::default();
     let encode = EncodeOptions::default();

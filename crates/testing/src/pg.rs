@@ -158,3 +158,46 @@ pub async fn write_workload(
     }
     Ok(n)
 }
+
+/// A loaded cluster (database `cryptofunk`), a local repository and one
+/// logical backup of `class` in it: the starting point of the CLI tests.
+pub struct BackedUp {
+    /// The running cluster.
+    pub cluster: LocalCluster,
+    /// The repository URL (`file://...`).
+    pub url: String,
+    /// The backup's manifest.
+    pub manifest: cfdr_storage::Manifest,
+    _dir: tempfile::TempDir,
+}
+
+/// Builds a [`BackedUp`], or `None` (failing under `scripts/test`) when
+/// PostgreSQL is not available.
+pub async fn backed_up(class: &str, test: &str) -> Option<BackedUp> {
+    let cluster = match cryptofunk_cluster("cryptofunk", 10, 500).await {
+        Ok(c) => c,
+        Err(e) => return crate::missing(&format!("PostgreSQL 15 ({e})"), test),
+    };
+    let dir = tempfile::tempdir().ok()?;
+    let url = format!("file://{}/repo", dir.path().display());
+    let store = cfdr_storage::StorageOptions::from_url(url.clone())
+        .build()
+        .ok()?;
+    let repo = cfdr_storage::Repository::init(store).await.ok()?;
+    let opts = cfdr_pg::logical::LogicalOptions::default();
+    let manifest = cfdr_pg::logical::backup(
+        &repo,
+        &cluster.target("cryptofunk"),
+        class,
+        &opts,
+        &Default::default(),
+    )
+    .await
+    .ok()?;
+    Some(BackedUp {
+        cluster,
+        url,
+        manifest,
+        _dir: dir,
+    })
+}
