@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cfdr_secrets::{Identities, SecretBundle, decrypt_reader, unseal};
 use common::{Setup, text};
@@ -17,27 +16,7 @@ fn age_tool(test: &str) -> Option<std::path::PathBuf> {
     cfdr_testing::tool("age", "age", test)
 }
 
-/// Runs `cmd` with `input` on stdin (written from a thread, so a large
-/// output cannot block the writer) and returns its stdout.
-fn pipe(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use cfdr_testing::pipe;
 
 #[test]
 fn bundles_stored_by_cfdr_decrypt_with_stock_age() {

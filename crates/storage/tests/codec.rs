@@ -3,9 +3,8 @@
 //! `gzip`, `zstd` and `age` tools in both directions.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -199,25 +198,7 @@ async fn invalid_level_is_refused() {
 
 /// Runs a stock tool with `input` on stdin and returns stdout.
 fn pipe(tool: &std::path::Path, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed: {}",
-        tool.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    cfdr_testing::pipe(Command::new(tool).args(args), input)
 }
 
 /// Paths of the Debian `gzip`, `zstd` and `age` tools (or a skip/failure).

@@ -188,3 +188,30 @@ pub fn tool(name: &str, package: &str, test: &str) -> Option<std::path::PathBuf>
         .find(|p| p.is_file())
         .or_else(|| missing(&format!("`{name}` (apt-get install {package})"), test))
 }
+
+/// Runs `cmd` with `input` on stdin and returns its stdout; panics with the
+/// program's stderr when it fails. stdin is written from a thread, so a
+/// large output cannot block the writer.
+pub fn pipe(cmd: &mut std::process::Command, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let program = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("the program runs");
+    let fed = writer.join().expect("the stdin writer finishes");
+    assert!(
+        out.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fed.expect("stdin accepts the input");
+    out.stdout
+}
