@@ -43,8 +43,12 @@ pub mod parts;
 mod repo;
 pub mod secret_bundles;
 mod selftest;
+pub mod wal_archive;
 
-pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
+pub use codec::{
+    CodecInfo, Compression, EncodeOptions, StoredObject, decode_reader, decode_to, encode_into,
+    encode_to,
+};
 pub use error::{Error, Result};
 pub use location::{
     AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,
