@@ -46,7 +46,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cfdr_retention::{WalFile, WalItem, WalSegment};
 use cfdr_secrets::Identities;
 use cfdr_storage::wal_archive::wal_key;
 use cfdr_storage::{EncodeOptions, Store};
@@ -56,6 +55,8 @@ use sha2::{Digest, Sha256};
 pub use continuity::{ContinuityReport, TimelineSpan, check_continuity, parse_history};
 pub use format::{DataDirIdentity, SegmentHeader, WalObjectHeader};
 pub use identity::{CLUSTER_KEY, ClusterIdentity};
+/// WAL file names and positions, as parsed by `cfdr-retention`.
+pub use cfdr_retention::{Lsn, WalFile, WalItem, WalRange, WalSegment};
 
 use crate::error::{Error, Result};
 
