@@ -1,6 +1,6 @@
 //! Shared setup: a repository the `postgres` user can write, a config file
 //! for `cfdr-wal`, and a cluster that archives with it.
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
