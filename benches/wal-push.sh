@@ -49,10 +49,13 @@ CONF
 as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
 psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt)
 as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
+# A trading-like mix: pgbench updates (full-page images) and inserts of
+# random text (md5 hex, compresses ~2x).
+as_pg "${psql[@]}" -c 'CREATE TABLE fills (id bigserial, at timestamptz DEFAULT now(), note text)'
 while (($(find "$work/segs" -name '????????????????????????' | wc -l) < count + 1)); do
-  as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -c 2 -T 5 -n postgres >/dev/null 2>&1
-  "${psql[@]}" -c 'SELECT pg_switch_wal()' >/dev/null
-  sleep 0.5
+  as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -c 2 -T 2 -n postgres >/dev/null 2>&1
+  as_pg "${psql[@]}" -c "INSERT INTO fills (note) SELECT md5(random()::text) || md5(g::text) FROM generate_series(1, 500000) g" >/dev/null
+  as_pg "${psql[@]}" -c 'SELECT pg_switch_wal()' >/dev/null
 done
 mapfile -t segs < <(find "$work/segs" -name '????????????????????????' -printf '%f\n' | sort | head -n "$count")
 raw_mib=$(($(du -cb "${segs[@]/#/$work/segs/}" | tail -1 | cut -f1) >> 20))

@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 /// Exit codes: push 0 only when stored, else 2 (PostgreSQL retries);
 /// fetch 0 restored, 1 not in the archive (quiet: the normal end of
 /// recovery), 128 on any real error (PostgreSQL stops recovery rather than
-/// end it early); check 1 when WAL is missing; otherwise 2 on errors.
+/// end it early); check and preflight 1 when WAL is missing or a setting is
+/// wrong; otherwise 2 on errors.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -72,6 +73,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a running server's WAL settings, archiver and identity (DATABASE_URL / PG*).
+    Preflight,
     /// Allow a new timeline to archive: after a failover or production PITR.
     AdoptTimeline {
         /// The timeline id (decimal).
@@ -124,7 +127,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
         })
     };
     match cli.command {
-        Command::Push { path, push_async, dirs } => {
+        Command::Push {
+            path,
+            push_async,
+            dirs,
+        } => {
             let data_dir = apply(&dirs)?;
             if push_async || config.wal.push_async {
                 let mut args: Vec<std::ffi::OsString> = Vec::new();
@@ -159,7 +166,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
             };
             spool::run_push_worker(&archive, &data_dir, &config.wal, &opts).await?;
         }
-        Command::Fetch { name, dest, prefetch, dirs } => {
+        Command::Fetch {
+            name,
+            dest,
+            prefetch,
+            dirs,
+        } => {
             let data_dir = apply(&dirs)?;
             if let Some(n) = prefetch {
                 config.wal.prefetch = n;
@@ -187,9 +199,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Check { from, json } => {
             let from = match from {
                 Some(f) => f,
-                None => match archive.list().await?.iter().find(|f| {
-                    matches!(f.item.file, cfdr_pg::wal::WalFile::Segment(_))
-                }) {
+                None => match archive
+                    .list()
+                    .await?
+                    .iter()
+                    .find(|f| matches!(f.item.file, cfdr_pg::wal::WalFile::Segment(_)))
+                {
                     Some(f) => f.item.name.clone(),
                     None => anyhow::bail!("the WAL archive holds no segment yet"),
                 },
@@ -204,6 +219,16 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 return Ok(Outcome::CheckFailed);
             }
         }
+        Command::Preflight => {
+            let problems = wal::preflight(&cfdr_pg::PgTarget::from_env()?, &archive).await?;
+            for p in &problems {
+                println!("PROBLEM {p}");
+            }
+            if !problems.is_empty() {
+                return Ok(Outcome::CheckFailed);
+            }
+            println!("ok: WAL settings, archiver and identity are in order");
+        }
         Command::AdoptTimeline { timeline } => {
             let id = archive.adopt_timeline(timeline).await?;
             println!("timelines allowed to archive: {:?}", id.timelines);
@@ -216,9 +241,22 @@ fn print_report(r: &wal::ContinuityReport) {
     let newest = r.newest.as_deref().unwrap_or("-");
     println!("from {} to {newest}", r.start);
     for t in &r.timelines {
-        println!("timeline {}: {} .. {}, {} gap(s)", t.timeline, t.first, t.last, t.gaps.len());
+        println!(
+            "timeline {}: {} .. {}, {} gap(s)",
+            t.timeline,
+            t.first,
+            t.last,
+            t.gaps.len()
+        );
         for (a, b) in &t.gaps {
-            println!("  MISSING {a}{}", if a == b { String::new() } else { format!(" .. {b}") });
+            println!(
+                "  MISSING {a}{}",
+                if a == b {
+                    String::new()
+                } else {
+                    format!(" .. {b}")
+                }
+            );
         }
     }
     for p in &r.problems {

@@ -10,14 +10,20 @@ use common::*;
 use sqlx::Executor;
 
 async fn archives(backend: Backend, async_mode: bool, test: &str) {
-    let Some(bin) = pg_bin(test).await else { return };
-    let Some(setup) = Setup::new(backend, test).await else { return };
+    let Some(bin) = pg_bin(test).await else {
+        return;
+    };
+    let Some(setup) = Setup::new(backend, test).await else {
+        return;
+    };
     let extra = if async_mode { "--async" } else { "" };
     let cluster = archiving_cluster(&bin, &setup.archive_command(extra)).await;
     let names = make_wal(&cluster, 4).await;
     // A base backup's start and stop write a .backup file into the archive.
     let mut conn = cluster.target("postgres").connect().await.unwrap();
-    conn.execute("SELECT pg_backup_start('cfdr-test', true)").await.unwrap();
+    conn.execute("SELECT pg_backup_start('cfdr-test', true)")
+        .await
+        .unwrap();
     conn.execute("SELECT pg_backup_stop()").await.unwrap();
     let last = make_wal(&cluster, 1).await;
     wait_archived(&cluster, &last[0], 60).await;
@@ -38,8 +44,15 @@ async fn archives(backend: Backend, async_mode: bool, test: &str) {
     assert_eq!(failed, 0, "no archive attempt failed");
     // The fetched copy through the binary, as restore_command runs it.
     let dest = setup.dir.path().join("RECOVERYXLOG");
-    let out = setup.run(&cluster.data_dir, &["fetch", &names[1], dest.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = setup.run(
+        &cluster.data_dir,
+        &["fetch", &names[1], dest.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let original = std::fs::read(cluster.data_dir.join("pg_wal").join(&names[1])).unwrap();
     assert!(std::fs::read(&dest).unwrap() == original);
     if async_mode {
@@ -49,7 +62,11 @@ async fn archives(backend: Backend, async_mode: bool, test: &str) {
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        assert!(left.iter().all(|n| !n.to_string_lossy().ends_with(".error")), "{left:?}");
+        assert!(
+            left.iter()
+                .all(|n| !n.to_string_lossy().ends_with(".error")),
+            "{left:?}"
+        );
     }
 }
 

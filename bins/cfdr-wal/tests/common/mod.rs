@@ -78,7 +78,10 @@ impl Setup {
         if self.loc.backend == Backend::S3 {
             text.push_str(&format!(
                 "[repository.s3]\nendpoint = {:?}\nregion = {:?}\n",
-                endpoint.map(str::to_owned).or(o.s3.endpoint.clone()).unwrap(),
+                endpoint
+                    .map(str::to_owned)
+                    .or(o.s3.endpoint.clone())
+                    .unwrap(),
                 o.s3.region.clone().unwrap_or("us-east-1".into())
             ));
         }
@@ -131,7 +134,10 @@ pub async fn pg_bin(test: &str) -> Option<PgBin> {
     let dir = std::env::var("CFDR_TEST_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into());
     match PgBin::locate(Some(Path::new(&dir)), None).await {
         Ok(b) => Some(b),
-        Err(e) => cfdr_testing::missing(&format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"), test),
+        Err(e) => cfdr_testing::missing(
+            &format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"),
+            test,
+        ),
     }
 }
 
@@ -176,16 +182,20 @@ pub async fn make_wal(cluster: &LocalCluster, n: usize) -> Vec<String> {
 /// `(archived_count, failed_count, last_archived_wal)` of pg_stat_archiver.
 pub async fn archiver(cluster: &LocalCluster) -> (i64, i64, Option<String>) {
     let mut conn = cluster.target("postgres").connect().await.unwrap();
-    let row = sqlx::query("SELECT archived_count, failed_count, last_archived_wal FROM pg_stat_archiver")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let row =
+        sqlx::query("SELECT archived_count, failed_count, last_archived_wal FROM pg_stat_archiver")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     (row.get(0), row.get(1), row.get(2))
 }
 
 /// Waits until `file` was archived (pg_wal/archive_status/<file>.done).
 pub async fn wait_archived(cluster: &LocalCluster, file: &str, secs: u64) {
-    let done = cluster.data_dir.join("pg_wal/archive_status").join(format!("{file}.done"));
+    let done = cluster
+        .data_dir
+        .join("pg_wal/archive_status")
+        .join(format!("{file}.done"));
     for _ in 0..secs * 10 {
         if done.exists() {
             return;
@@ -210,13 +220,26 @@ pub async fn assert_archive_matches(setup: &Setup, cluster: &LocalCluster) -> us
     let mut compared = 0;
     for e in std::fs::read_dir(&status).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(file) = name.strip_suffix(".done") else { continue };
+        let Some(file) = name.strip_suffix(".done") else {
+            continue;
+        };
         let local = cluster.data_dir.join("pg_wal").join(file);
-        let Ok(original) = std::fs::read(&local) else { continue };
+        let Ok(original) = std::fs::read(&local) else {
+            continue;
+        };
         let dest = out.path().join(file);
-        let got = archive.fetch(file, &dest, &Default::default()).await.unwrap();
-        assert!(matches!(got, cfdr_pg::wal::Fetched::Restored { .. }), "{file}: {got:?}");
-        assert!(std::fs::read(&dest).unwrap() == original, "{file} differs from pg_wal");
+        let got = archive
+            .fetch(file, &dest, &Default::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(got, cfdr_pg::wal::Fetched::Restored { .. }),
+            "{file}: {got:?}"
+        );
+        assert!(
+            std::fs::read(&dest).unwrap() == original,
+            "{file} differs from pg_wal"
+        );
         compared += 1;
     }
     compared

@@ -95,7 +95,6 @@ pub(crate) mod decimal_u64 {
     }
 }
 
-
 /// `XLOG_PAGE_MAGIC` of each PostgreSQL major version (src/include/access/xlog_internal.h).
 const PAGE_MAGIC: &[(u16, u32)] = &[
     (0xD097, 10),
@@ -172,8 +171,7 @@ impl SegmentHeader {
             segment_size: u64::from(u32_at(bytes, 32)),
             page_address: u64_at(bytes, 8),
         };
-        cfdr_retention::check_segment_size(header.segment_size)
-            .map_err(|e| bad(e.to_string()))?;
+        cfdr_retention::check_segment_size(header.segment_size).map_err(|e| bad(e.to_string()))?;
         Ok(header)
     }
 }
@@ -220,5 +218,82 @@ impl DataDirIdentity {
             system_identifier: u64_at(&bytes, 0),
             pg_major,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn header() -> WalObjectHeader {
+        WalObjectHeader {
+            file: "000000010000000000000003".into(),
+            size: 16 << 20,
+            sha256: "ab".repeat(32),
+            compression: Compression::Zstd,
+            encrypted_to: Vec::new(),
+            system_identifier: u64::MAX - 1,
+            pg_major: 15,
+        }
+    }
+
+    #[test]
+    fn header_line_round_trips_and_rejects_damage() {
+        let h = header();
+        let mut stored = h.to_line();
+        stored.extend_from_slice(b"\x28\xb5\x2f\xfdbody");
+        let (back, at) = WalObjectHeader::split("k", &stored).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(&stored[at..at + 4], b"\x28\xb5\x2f\xfd");
+        // The system identifier is a decimal string, exact beyond 2^53.
+        let line = String::from_utf8(h.to_line()).unwrap();
+        assert!(
+            line.contains("\"system-identifier\":\"18446744073709551614\""),
+            "{line}"
+        );
+        for damaged in [
+            &b"CFDR-WAL/2 {}\n"[..],
+            b"CFDR-WAL/1 {\"file\":1}\n",
+            b"CFDR-WAL/1 no newline",
+        ] {
+            assert!(WalObjectHeader::split("k", damaged).is_err());
+        }
+    }
+
+    #[test]
+    fn segment_header_parses_and_refuses_other_files() {
+        let mut page = vec![0u8; 8192];
+        page[0..2].copy_from_slice(&0xD110u16.to_ne_bytes());
+        page[2..4].copy_from_slice(&0x0002u16.to_ne_bytes());
+        page[4..8].copy_from_slice(&1u32.to_ne_bytes());
+        page[8..16].copy_from_slice(&0x0300_0000u64.to_ne_bytes());
+        page[24..32].copy_from_slice(&7_301_234_567_890u64.to_ne_bytes());
+        page[32..36].copy_from_slice(&(16u32 << 20).to_ne_bytes());
+        let h = SegmentHeader::parse("x", &page).unwrap();
+        assert_eq!(h.pg_major, 15);
+        assert_eq!(h.system_identifier, 7_301_234_567_890);
+        assert_eq!(h.segment_size, 16 << 20);
+        assert_eq!(h.page_address, 0x0300_0000);
+        let mut short = page.clone();
+        short[2] = 0;
+        assert!(
+            SegmentHeader::parse("x", &short)
+                .unwrap_err()
+                .to_string()
+                .contains("long header")
+        );
+        let mut alien = page.clone();
+        alien[0] = 0;
+        assert!(
+            SegmentHeader::parse("x", &alien)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+        assert!(SegmentHeader::parse("x", &page[..20]).is_err());
+        let mut odd = page;
+        odd[32..36].copy_from_slice(&3u32.to_ne_bytes());
+        assert!(SegmentHeader::parse("x", &odd).is_err());
     }
 }

@@ -35,7 +35,12 @@ pub struct ClusterIdentity {
 
 impl ClusterIdentity {
     /// The identity of a cluster first seen through one of its segments.
-    pub fn new(system_identifier: u64, pg_major: u32, wal_segment_size: u64, timeline: u32) -> Self {
+    pub fn new(
+        system_identifier: u64,
+        pg_major: u32,
+        wal_segment_size: u64,
+        timeline: u32,
+    ) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();

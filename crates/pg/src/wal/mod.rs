@@ -12,6 +12,7 @@
 //!   checked against it.
 //! - [`WalArchive::continuity`]: gaps from a start segment to the newest.
 //! - [`spool`]: the asynchronous push worker and fetch prefetch.
+//! - [`preflight`]: a running server's WAL settings, archiver and identity.
 //!
 //! Every stored object is `CFDR-WAL/1 {json}\n` followed by the encoded
 //! file ([`WalObjectHeader`]): it verifies itself without a manifest.
@@ -38,6 +39,7 @@
 mod continuity;
 mod format;
 mod identity;
+mod preflight;
 pub mod spool;
 
 use std::collections::BTreeMap;
@@ -52,11 +54,12 @@ use cfdr_storage::{EncodeOptions, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// WAL file names and positions, as parsed by `cfdr-retention`.
+pub use cfdr_retention::{Lsn, WalFile, WalItem, WalRange, WalSegment};
 pub use continuity::{ContinuityReport, TimelineSpan, check_continuity, parse_history};
 pub use format::{DataDirIdentity, SegmentHeader, WalObjectHeader};
 pub use identity::{CLUSTER_KEY, ClusterIdentity};
-/// WAL file names and positions, as parsed by `cfdr-retention`.
-pub use cfdr_retention::{Lsn, WalFile, WalItem, WalRange, WalSegment};
+pub use preflight::preflight;
 
 use crate::error::{Error, Result};
 
@@ -530,15 +533,21 @@ pub(crate) async fn decode_verified(
     let (header, body_at) = WalObjectHeader::split(key, &raw)?;
     let body = raw.slice(body_at..);
     let mut out = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
-    cfdr_storage::decode_reader(key, Cursor::new(body), &header.codec(), identities, &mut out)
-        .await
-        .map_err(|e| match e {
-            cfdr_storage::Error::Corrupt { reason, .. } => Error::WalCorrupt {
-                key: key.to_owned(),
-                reason,
-            },
-            other => other.into(),
-        })?;
+    cfdr_storage::decode_reader(
+        key,
+        Cursor::new(body),
+        &header.codec(),
+        identities,
+        &mut out,
+    )
+    .await
+    .map_err(|e| match e {
+        cfdr_storage::Error::Corrupt { reason, .. } => Error::WalCorrupt {
+            key: key.to_owned(),
+            reason,
+        },
+        other => other.into(),
+    })?;
     if out.len() as u64 != header.size {
         return Err(Error::WalCorrupt {
             key: key.to_owned(),

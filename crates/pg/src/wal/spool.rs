@@ -334,8 +334,7 @@ pub async fn fetch_prefetch(
     clean_older(&dir, seg, size);
     let spooled = dir.join(name);
     if spooled.exists() {
-        let data =
-            std::fs::read(&spooled).map_err(io(format!("reading {}", spooled.display())))?;
+        let data = std::fs::read(&spooled).map_err(io(format!("reading {}", spooled.display())))?;
         write_into_place(dest, &data).await?;
         let _ = std::fs::remove_file(&spooled);
         return Ok(Fetched::Restored {
