@@ -28,52 +28,61 @@ chown postgres:postgres "$work"
 as_pg() { runuser -u postgres -- "$@"; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
-  as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  if [[ -d $work/pg ]]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# 1. A real cluster writes >= COUNT segments (pgbench), copied aside by archive_command.
-as_pg mkdir -p "$work/segs" "$work/sock"
-as_pg "$pg_bin/initdb" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync -D "$work/pg" >/dev/null
-as_pg tee -a "$work/pg/postgresql.conf" >/dev/null <<CONF
+# 1. A real cluster writes >= COUNT segments, copied aside by archive_command,
+# once: later runs reuse them (CFDR_WAL_BENCH_CACHE) with its pg_control.
+cache=${CFDR_WAL_BENCH_CACHE:-${TMPDIR:-/tmp}/cfdr-wal-bench-segments}
+if (($(find "$cache/segs" -name '????????????????????????' 2>/dev/null | wc -l) < count)); then
+  rm -rf "$cache"
+  mkdir -p "$cache/segs"
+  chown -R postgres:postgres "$cache"
+  as_pg mkdir -p "$work/sock"
+  as_pg "$pg_bin/initdb" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync -D "$work/pg" >/dev/null
+  as_pg tee -a "$work/pg/postgresql.conf" >/dev/null <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$work/sock'
 fsync = off
 wal_level = replica
 archive_mode = on
-archive_command = 'cp %p $work/segs/%f'
+archive_command = 'cp %p $cache/segs/%f'
 max_wal_size = 4GB
 CONF
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
-psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt)
-as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
-# A trading-like mix: pgbench updates (full-page images) and inserts of
-# random text (md5 hex, compresses ~2x).
-as_pg "${psql[@]}" -c 'CREATE TABLE fills (id bigserial, at timestamptz DEFAULT now(), note text)'
-while (($(find "$work/segs" -name '????????????????????????' | wc -l) < count + 1)); do
-  as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -c 2 -T 2 -n postgres >/dev/null 2>&1
-  as_pg "${psql[@]}" -c "INSERT INTO fills (note) SELECT md5(random()::text) || md5(g::text) FROM generate_series(1, 500000) g" >/dev/null
-  as_pg "${psql[@]}" -c 'SELECT pg_switch_wal()' >/dev/null
-done
-mapfile -t segs < <(find "$work/segs" -name '????????????????????????' -printf '%f\n' | sort | head -n "$count")
-raw_mib=$(($(du -cb "${segs[@]/#/$work/segs/}" | tail -1 | cut -f1) >> 20))
+  as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+  psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt)
+  as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
+  # A trading-like mix: pgbench updates (full-page images) and inserts of
+  # random text (md5 hex, compresses ~2x).
+  as_pg "${psql[@]}" -c 'CREATE TABLE fills (id bigserial, at timestamptz DEFAULT now(), note text)'
+  while (($(find "$cache/segs" -name '????????????????????????' | wc -l) < count + 1)); do
+    as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -c 2 -T 2 -n postgres >/dev/null 2>&1
+    as_pg "${psql[@]}" -c "INSERT INTO fills (note) SELECT md5(random()::text) || md5(g::text) FROM generate_series(1, 500000) g" >/dev/null
+    as_pg "${psql[@]}" -c 'SELECT pg_switch_wal()' >/dev/null
+  done
+  as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null
+  as_pg cp "$work/pg/global/pg_control" "$work/pg/PG_VERSION" "$cache/"
+fi
+mapfile -t segs < <(find "$cache/segs" -name '????????????????????????' -printf '%f\n' | sort | head -n "$count")
+raw_mib=$(($(du -cb "${segs[@]/#/$cache/segs/}" | tail -1 | cut -f1) >> 20))
 
 # A data directory as the archiver sees it: pg_control, PG_VERSION, the segments, .ready files.
 fake="$work/data"
 reset_fake() {
   rm -rf "$fake"
   as_pg mkdir -p "$fake/global" "$fake/pg_wal/archive_status"
-  as_pg cp "$work/pg/global/pg_control" "$fake/global/"
-  as_pg cp "$work/pg/PG_VERSION" "$fake/"
+  as_pg cp "$cache/pg_control" "$fake/global/"
+  as_pg cp "$cache/PG_VERSION" "$fake/"
   for s in "${segs[@]}"; do
-    as_pg ln "$work/segs/$s" "$fake/pg_wal/$s"
+    as_pg cp "$cache/segs/$s" "$fake/pg_wal/$s"
     as_pg touch "$fake/pg_wal/archive_status/$s.ready"
   done
 }
 
-# 2. pgBackRest: stanza on the real cluster, pushes read the copy (same system id).
+# 2. pgBackRest reads the same data directory (stanza-create --no-online).
 pgbr_conf() { # $1 = async y/n
   as_pg tee "$work/pgbackrest.conf" >/dev/null <<CONF
 [global]
@@ -90,9 +99,7 @@ archive-async=$1
 start-fast=y
 
 [bench]
-pg1-path=$2
-pg1-port=$port
-pg1-socket-path=$work/sock
+pg1-path=$fake
 CONF
 }
 pgbr() { as_pg pgbackrest --config="$work/pgbackrest.conf" --stanza=bench "$@"; }
@@ -133,17 +140,17 @@ push_all() { # tool
 fresh_repos() {
   rm -rf "$work/pgbr-repo" "$work/pgbr-spool" "$work/pgbr-lock" "$work/cfdr-repo" "$work/cfdr-spool"
   as_pg mkdir -p "$work/pgbr-repo" "$work/pgbr-spool" "$work/pgbr-lock" "$work/pgbr-log"
-  pgbr_conf n "$work/pg"
-  pgbr stanza-create >/dev/null
+  pgbr_conf n
+  pgbr stanza-create --no-online >/dev/null
   as_pg "$REPO_ROOT/target/release/cfdr-repo" -r "file://$work/cfdr-repo" init >/dev/null
 }
 
 declare -A secs
 for mode in sync async; do
   for tool in pgbackrest cfdr; do
-    fresh_repos
     reset_fake
-    if [[ $mode == async ]]; then pgbr_conf y "$fake"; cfdr_conf true; else pgbr_conf n "$fake"; cfdr_conf false; fi
+    fresh_repos
+    if [[ $mode == async ]]; then pgbr_conf y; cfdr_conf true; else pgbr_conf n; cfdr_conf false; fi
     sync
     secs[$mode-$tool]=$(push_all "$tool")
     if [[ $tool == cfdr ]]; then
@@ -156,9 +163,9 @@ for mode in sync async; do
 done
 
 # Peak RSS of one push and one fetch (sync, fresh segment / stored segment).
-fresh_repos
 reset_fake
-pgbr_conf n "$fake"
+fresh_repos
+pgbr_conf n
 cfdr_conf false
 s=${segs[0]}
 rss() { /usr/bin/time -f '%M' -o "$work/rss" "$@" >/dev/null; echo $(($(cat "$work/rss") / 1024)); }
