@@ -120,21 +120,26 @@ CONF
 }
 cfdr() { as_pg env -u CFDR_REPOSITORY -u CFDR_CONFIG "$wal" --config "$work/cfdr.toml" "$@"; }
 
-# Pushes every segment, one process each, as the archiver: cd data dir, `%p`,
-# then .ready -> .done. Prints the elapsed seconds.
+# One archive_command call as the archiver makes it (cd data dir, `%p`),
+# then .ready -> .done.
+push_one() { # tool segment
+  if [[ $1 == cfdr ]]; then
+    (cd "$fake" && cfdr push "pg_wal/$2")
+  else
+    (cd "$fake" && pgbr archive-push "$fake/pg_wal/$2")
+  fi
+}
+done_one() { as_pg mv "$fake/pg_wal/archive_status/$1.ready" "$fake/pg_wal/archive_status/$1.done"; }
+
+# Async: every segment in order through one tool; prints elapsed seconds.
 push_all() { # tool
-  local start end s
+  local start s
   start=$(date +%s.%N)
   for s in "${segs[@]}"; do
-    if [[ $1 == cfdr ]]; then
-      (cd "$fake" && cfdr push "pg_wal/$s")
-    else
-      (cd "$fake" && pgbr archive-push "$fake/pg_wal/$s")
-    fi
-    as_pg mv "$fake/pg_wal/archive_status/$s.ready" "$fake/pg_wal/archive_status/$s.done"
+    push_one "$1" "$s"
+    done_one "$s"
   done
-  end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
+  echo "$(date +%s.%N) - $start" | bc -l
 }
 
 fresh_repos() {
@@ -145,21 +150,48 @@ fresh_repos() {
   as_pg "$REPO_ROOT/target/release/cfdr-repo" -r "file://$work/cfdr-repo" init >/dev/null
 }
 
-declare -A secs
-for mode in sync async; do
-  for tool in pgbackrest cfdr; do
-    reset_fake
-    fresh_repos
-    if [[ $mode == async ]]; then pgbr_conf y; cfdr_conf true; else pgbr_conf n; cfdr_conf false; fi
-    sync
-    secs[$mode-$tool]=$(push_all "$tool")
+declare -A secs cpu
+# Sync: both tools push the same segment one after the other (alternating
+# which goes first), each call timed with its CPU, so load from elsewhere on
+# the machine hits both alike.
+reset_fake
+fresh_repos
+pgbr_conf n
+cfdr_conf false
+secs[sync-cfdr]=0 secs[sync-pgbackrest]=0 cpu[cfdr]=0 cpu[pgbackrest]=0
+i=0
+for s in "${segs[@]}"; do
+  order=(cfdr pgbackrest)
+  ((i++ % 2)) && order=(pgbackrest cfdr)
+  for tool in "${order[@]}"; do
     if [[ $tool == cfdr ]]; then
-      stored=$(du -sb "$work/cfdr-repo/wal" | cut -f1)
+      cmd=(env -u CFDR_REPOSITORY -u CFDR_CONFIG "$wal" --config "$work/cfdr.toml" push "pg_wal/$s")
     else
-      stored=$(du -sb "$work/pgbr-repo/archive" | cut -f1)
+      cmd=(pgbackrest --config="$work/pgbackrest.conf" --stanza=bench archive-push "$fake/pg_wal/$s")
     fi
-    eval "stored_${mode}_${tool}=$stored"
+    (cd "$fake" && /usr/bin/time -f '%e %U %S' -o "$work/t" runuser -u postgres -- "${cmd[@]}")
+    read -r e u sy <"$work/t"
+    secs[sync-$tool]=$(echo "${secs[sync-$tool]} + $e" | bc -l)
+    cpu[$tool]=$(echo "${cpu[$tool]} + $u + $sy" | bc -l)
   done
+  done_one "$s"
+done
+stored_sync_cfdr=$(du -sb "$work/cfdr-repo/wal" | cut -f1)
+stored_sync_pgbackrest=$(du -sb "$work/pgbr-repo/archive" | cut -f1)
+
+for tool in pgbackrest cfdr; do
+  reset_fake
+  fresh_repos
+  pgbr_conf y
+  cfdr_conf true
+  sync
+  secs[async-$tool]=$(push_all "$tool")
+  if [[ $tool == cfdr ]]; then
+    stored=$(du -sb "$work/cfdr-repo/wal" | cut -f1)
+  else
+    stored=$(du -sb "$work/pgbr-repo/archive" | cut -f1)
+  fi
+  eval "stored_async_${tool}=$stored"
 done
 
 # Peak RSS of one push and one fetch (sync, fresh segment / stored segment).
@@ -187,5 +219,8 @@ for mode in sync async; do
       "$(echo "${secs[$mode-pgbackrest]} / $t" | bc -l)"
   done
 done
+printf 'CPU (user+sys) per sync push: cfdr %.0f ms, pgbackrest %.0f ms\n' \
+  "$(echo "${cpu[cfdr]} * 1000 / $count" | bc -l)" "$(echo "${cpu[pgbackrest]} * 1000 / $count" | bc -l)"
+printf 'load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'peak RSS: push cfdr %d MiB, pgbackrest %d MiB; fetch cfdr %d MiB, pgbackrest %d MiB\n' \
   "$push_rss_cfdr" "$push_rss_pgbr" "$fetch_rss_cfdr" "$fetch_rss_pgbr"

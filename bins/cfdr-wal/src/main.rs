@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cfdr_cli::Outcome;
-use cfdr_pg::wal::{self, FetchOptions, Fetched, PushOptions, WalArchive, spool};
+use cfdr_pg::wal::{FetchOptions, Fetched, PushOptions, WalArchive, spool};
 use clap::{Parser, Subcommand};
 
 /// WAL archiving into a cfdr repository: PostgreSQL's archive_command and
@@ -30,6 +30,15 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     common: cfdr_cli::Common,
+    /// Data directory (default: the current one, where PostgreSQL runs the commands).
+    #[arg(long, global = true, env = "PGDATA")]
+    pg_data: Option<PathBuf>,
+    /// Spool folder for async push and prefetch (wal.spool-dir).
+    #[arg(long, global = true)]
+    spool: Option<PathBuf>,
+    /// JSON output (list, check).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,8 +52,6 @@ enum Command {
         /// Acknowledge files stored by the background worker (wal.push-async).
         #[arg(long = "async")]
         push_async: bool,
-        #[command(flatten)]
-        dirs: Dirs,
     },
     /// Restore one WAL file (restore_command = '... fetch %f %p').
     Fetch {
@@ -55,23 +62,14 @@ enum Command {
         /// Fetch this many following segments ahead, in parallel (wal.prefetch).
         #[arg(long)]
         prefetch: Option<usize>,
-        #[command(flatten)]
-        dirs: Dirs,
     },
     /// Archived WAL files: name, stored size, time.
-    List {
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Report missing segments from a start segment to the newest, per timeline.
     Check {
         /// First segment needed (e.g. a base backup's start); default: the oldest archived.
         #[arg(long)]
         from: Option<String>,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
     },
     /// Check a running server's WAL settings, archiver and identity (DATABASE_URL / PG*).
     Preflight,
@@ -82,20 +80,7 @@ enum Command {
     },
     /// The asynchronous push worker (started by `push --async`).
     #[command(hide = true)]
-    PushWorker {
-        #[command(flatten)]
-        dirs: Dirs,
-    },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-struct Dirs {
-    /// Data directory (default: the current one, where PostgreSQL runs the commands).
-    #[arg(long, env = "PGDATA")]
-    pg_data: Option<PathBuf>,
-    /// Spool folder for async push and prefetch (wal.spool-dir).
-    #[arg(long)]
-    spool: Option<PathBuf>,
+    PushWorker,
 }
 
 fn main() -> ExitCode {
@@ -115,151 +100,82 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Outcome> {
     let mut config = cli.common.config()?;
-    let repo = cfdr_cli::open_repository(&config).await?;
-    let archive = WalArchive::new(repo.store().clone());
-    let mut apply = |dirs: &Dirs| -> Result<PathBuf> {
-        if let Some(s) = &dirs.spool {
-            config.wal.spool_dir = s.clone();
-        }
-        Ok(match &dirs.pg_data {
-            Some(d) => d.clone(),
-            None => std::env::current_dir()?,
-        })
+    config.wal.spool_dir = cli.spool.clone().unwrap_or(config.wal.spool_dir);
+    let data_dir = cli.pg_data.clone().map_or_else(std::env::current_dir, Ok)?;
+    // An asynchronous push only reads the spool: the repository is opened per command.
+    let archive = async || -> Result<WalArchive> {
+        Ok(WalArchive::new(
+            cfdr_cli::open_repository(&config).await?.store().clone(),
+        ))
     };
-    match cli.command {
-        Command::Push {
-            path,
-            push_async,
-            dirs,
-        } => {
-            let data_dir = apply(&dirs)?;
-            if push_async || config.wal.push_async {
-                let mut args: Vec<std::ffi::OsString> = Vec::new();
-                for (flag, value) in [("--config", &cli.common.config)] {
-                    if let Some(v) = value {
-                        args.extend([flag.into(), v.clone().into_os_string()]);
-                    }
-                }
-                if let Some(r) = &cli.common.repository {
-                    args.extend(["--repository".into(), r.into()]);
-                }
-                args.extend(["push-worker".into(), "--pg-data".into(), data_dir.into()]);
-                args.extend(["--spool".into(), config.wal.spool_dir.clone().into()]);
-                let worker = spool::WorkerCommand {
-                    program: std::env::current_exe()?,
-                    args,
-                };
-                spool::push_async(&path, &config.wal, &worker)?;
-            } else {
-                let opts = PushOptions {
-                    encode: config.encode_options()?,
-                    data_dir: Some(data_dir),
-                };
-                archive.push(&path, &opts).await?;
+    let push = || -> Result<PushOptions> {
+        let (encode, data_dir) = (config.encode_options()?, Some(data_dir.clone()));
+        Ok(PushOptions { encode, data_dir })
+    };
+    match &cli.command {
+        Command::Push { path, push_async } if *push_async || config.wal.push_async => {
+            let mut global: Vec<std::ffi::OsString> = Vec::new();
+            if let Some(c) = &cli.common.config {
+                global.extend(["--config".into(), c.clone().into()]);
             }
+            if let Some(r) = &cli.common.repository {
+                global.extend(["--repository".into(), r.into()]);
+            }
+            let worker =
+                spool::WorkerCommand::current_exe(global, &data_dir, &config.wal.spool_dir)?;
+            spool::push_async(path, &config.wal, &worker)?;
         }
-        Command::PushWorker { dirs } => {
-            let data_dir = apply(&dirs)?;
-            let opts = PushOptions {
-                encode: config.encode_options()?,
-                data_dir: Some(data_dir.clone()),
-            };
-            spool::run_push_worker(&archive, &data_dir, &config.wal, &opts).await?;
+        Command::Push { path, .. } => drop(archive().await?.push(path, &push()?).await?),
+        Command::PushWorker => {
+            spool::run_push_worker(&archive().await?, &data_dir, &config.wal, &push()?).await?
         }
         Command::Fetch {
             name,
             dest,
             prefetch,
-            dirs,
         } => {
-            let data_dir = apply(&dirs)?;
-            if let Some(n) = prefetch {
-                config.wal.prefetch = n;
-            }
+            let mut wal = config.wal.clone();
+            wal.prefetch = prefetch.unwrap_or(wal.prefetch);
+            let identities = config.identities()?.map(Arc::new);
             let opts = FetchOptions {
-                identities: config.identities()?.map(Arc::new),
-                data_dir: Some(data_dir),
+                identities,
+                data_dir: Some(data_dir.clone()),
             };
-            let got = spool::fetch_prefetch(&archive, &name, &dest, &opts, &config.wal).await?;
+            let got = spool::fetch_prefetch(&archive().await?, name, dest, &opts, &wal).await?;
             if got == Fetched::NotFound {
                 return Ok(Outcome::CheckFailed);
             }
         }
-        Command::List { json } => {
-            let files = archive.list().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&files)?);
-            } else {
-                for f in files {
-                    let when = f.modified.map(|t| t.to_string()).unwrap_or_default();
-                    println!("{:<42} {:>10}  {when}", f.item.name, f.item.size);
-                }
+        Command::List => {
+            let files = archive().await?.list().await?;
+            match cli.json {
+                true => println!("{}", serde_json::to_string_pretty(&files)?),
+                false => files.iter().for_each(|f| println!("{f}")),
             }
         }
-        Command::Check { from, json } => {
-            let from = match from {
-                Some(f) => f,
-                None => match archive
-                    .list()
-                    .await?
-                    .iter()
-                    .find(|f| matches!(f.item.file, cfdr_pg::wal::WalFile::Segment(_)))
-                {
-                    Some(f) => f.item.name.clone(),
-                    None => anyhow::bail!("the WAL archive holds no segment yet"),
-                },
-            };
-            let report = archive.continuity_from(&from).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_report(&report);
+        Command::Check { from } => {
+            let report = archive().await?.continuity_from(from.as_deref()).await?;
+            match cli.json {
+                true => println!("{}", serde_json::to_string_pretty(&report)?),
+                false => print!("{report}"),
             }
             if !report.is_continuous() {
                 return Ok(Outcome::CheckFailed);
             }
         }
         Command::Preflight => {
-            let problems = wal::preflight(&cfdr_pg::PgTarget::from_env()?, &archive).await?;
-            for p in &problems {
-                println!("PROBLEM {p}");
-            }
+            let db = cfdr_pg::PgTarget::from_env()?;
+            let problems = cfdr_pg::wal::preflight(&db, &archive().await?).await?;
+            problems.iter().for_each(|p| println!("PROBLEM {p}"));
             if !problems.is_empty() {
                 return Ok(Outcome::CheckFailed);
             }
             println!("ok: WAL settings, archiver and identity are in order");
         }
         Command::AdoptTimeline { timeline } => {
-            let id = archive.adopt_timeline(timeline).await?;
+            let id = archive().await?.adopt_timeline(*timeline).await?;
             println!("timelines allowed to archive: {:?}", id.timelines);
         }
     }
     Ok(Outcome::Ok)
-}
-
-fn print_report(r: &wal::ContinuityReport) {
-    let newest = r.newest.as_deref().unwrap_or("-");
-    println!("from {} to {newest}", r.start);
-    for t in &r.timelines {
-        println!(
-            "timeline {}: {} .. {}, {} gap(s)",
-            t.timeline,
-            t.first,
-            t.last,
-            t.gaps.len()
-        );
-        for (a, b) in &t.gaps {
-            println!(
-                "  MISSING {a}{}",
-                if a == b {
-                    String::new()
-                } else {
-                    format!(" .. {b}")
-                }
-            );
-        }
-    }
-    for p in &r.problems {
-        println!("PROBLEM {p}");
-    }
 }

@@ -315,7 +315,11 @@ async fn continuity_check_finds_a_deleted_segment() {
         .delete_many([cfdr_storage::wal_archive::wal_key(&names[2])])
         .await
         .unwrap();
-    let report = setup.archive().continuity_from(&names[0]).await.unwrap();
+    let report = setup
+        .archive()
+        .continuity_from(Some(&names[0]))
+        .await
+        .unwrap();
     assert_eq!(
         report.timelines[0].gaps,
         vec![(names[2].clone(), names[2].clone())]
@@ -378,7 +382,11 @@ async fn storage_outage_is_retried_and_loses_nothing() {
     }
     let compared = assert_archive_matches(&setup, &cluster).await;
     assert!(compared >= 5, "{compared}");
-    let report = setup.archive().continuity_from(&first[0]).await.unwrap();
+    let report = setup
+        .archive()
+        .continuity_from(Some(&first[0]))
+        .await
+        .unwrap();
     assert!(report.is_continuous(), "{report:?}");
 }
 

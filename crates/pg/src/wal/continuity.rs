@@ -46,6 +46,28 @@ impl ContinuityReport {
     }
 }
 
+impl std::fmt::Display for ContinuityReport {
+    /// One line per timeline, `MISSING a .. b` per gap, `PROBLEM ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let newest = self.newest.as_deref().unwrap_or("-");
+        writeln!(f, "from {} to {newest}", self.start)?;
+        for t in &self.timelines {
+            let (first, last, n) = (&t.first, &t.last, t.gaps.len());
+            writeln!(f, "timeline {}: {first} .. {last}, {n} gap(s)", t.timeline)?;
+            for (a, b) in &t.gaps {
+                match a == b {
+                    true => writeln!(f, "  MISSING {a}")?,
+                    false => writeln!(f, "  MISSING {a} .. {b}")?,
+                }
+            }
+        }
+        for p in &self.problems {
+            writeln!(f, "PROBLEM {p}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Parses a timeline history file: each line `parent-tli  switch-lsn  reason`
 /// says where an ancestor timeline ended. Returns `(timeline, end LSN)`,
 /// oldest first.

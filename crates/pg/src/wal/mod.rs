@@ -31,7 +31,7 @@
 //!     .fetch("000000010000000000000003", "pg_wal/RECOVERYXLOG".as_ref(), &Default::default())
 //!     .await?;
 //! assert!(matches!(got, Fetched::Restored { .. }));
-//! let report = archive.continuity_from("000000010000000000000003").await?;
+//! let report = archive.continuity_from(Some("000000010000000000000003")).await?;
 //! assert!(report.is_continuous());
 //! # Ok(()) }
 //! ```
@@ -147,7 +147,7 @@ pub enum Fetched {
     NotFound,
 }
 
-/// A file in the WAL archive.
+/// A file in the WAL archive; displayed as `name  stored-size  time`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ArchivedFile {
     /// Object key.
@@ -157,6 +157,13 @@ pub struct ArchivedFile {
     pub item: WalItem,
     /// When it was stored, when the backend says.
     pub modified: Option<jiff::Timestamp>,
+}
+
+impl std::fmt::Display for ArchivedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let when = self.modified.map(|t| t.to_string()).unwrap_or_default();
+        write!(f, "{:<42} {:>10}  {when}", self.item.name, self.item.size)
+    }
 }
 
 /// The WAL archive of one repository.
@@ -470,12 +477,32 @@ impl WalArchive {
     }
 
     /// Continuity from `start` (a segment name, e.g. a base backup's first
-    /// segment) to the newest pushed segment; see [`check_continuity`].
-    pub async fn continuity_from(&self, start: &str) -> Result<ContinuityReport> {
+    /// segment; default the oldest archived) to the newest pushed segment;
+    /// see [`check_continuity`].
+    pub async fn continuity_from(&self, start: Option<&str>) -> Result<ContinuityReport> {
         let segment_size = self
             .identity()
             .await?
             .map_or(cfdr_retention::DEFAULT_SEGMENT_SIZE, |i| i.wal_segment_size);
+        let oldest;
+        let start = match start {
+            Some(s) => s,
+            None => {
+                oldest = self
+                    .list()
+                    .await?
+                    .into_iter()
+                    .find(|f| matches!(f.item.file, WalFile::Segment(_)))
+                    .ok_or_else(|| Error::WalFile {
+                        file: "wal/".into(),
+                        reason: format!(
+                            "the WAL archive at {} holds no segment yet",
+                            self.repository()
+                        ),
+                    })?;
+                &oldest.item.name
+            }
+        };
         let start = match parse_name(start, segment_size)? {
             WalFile::Segment(s) | WalFile::Partial(s) => s,
             WalFile::BackupLabel { segment, .. } => segment,

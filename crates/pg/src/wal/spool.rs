@@ -87,6 +87,30 @@ pub struct WorkerCommand {
     pub args: Vec<std::ffi::OsString>,
 }
 
+impl WorkerCommand {
+    /// This executable with `global` flags (`--config FILE`, never secrets),
+    /// then `push-worker --pg-data DIR --spool DIR`.
+    pub fn current_exe(
+        mut global: Vec<std::ffi::OsString>,
+        data_dir: &Path,
+        spool: &Path,
+    ) -> Result<Self> {
+        let program =
+            std::env::current_exe().map_err(io("finding the cfdr-wal executable".into()))?;
+        global.extend([
+            "push-worker".into(),
+            "--pg-data".into(),
+            data_dir.into(),
+            "--spool".into(),
+            spool.into(),
+        ]);
+        Ok(WorkerCommand {
+            program,
+            args: global,
+        })
+    }
+}
+
 /// Whether a worker holds the lock of `spool`.
 pub fn worker_running(spool: &Path) -> Result<bool> {
     let lock = open_lock(spool)?;
