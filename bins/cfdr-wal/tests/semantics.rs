@@ -71,6 +71,19 @@ async fn push_is_idempotent_and_refuses_different_content() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
     assert_eq!(setup.store.get(&key).await.unwrap(), before);
 
+    // A damaged stored copy of the same file is not taken for "already stored".
+    let stored = setup.fs_root().unwrap().join(&key);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    std::fs::write(&stored, &bytes).unwrap();
+    let err = archive.push(&path, &o).await.unwrap_err();
+    assert!(matches!(err, Error::WalCorrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains("delete the damaged object"),
+        "{err}"
+    );
+
     // A file whose content is not the segment its name says is refused.
     let wrong = setup.dir.path().join(&names[1]);
     std::fs::copy(&path, &wrong).unwrap();

@@ -124,14 +124,14 @@ pub enum Error {
         adopted: Vec<u32>,
     },
     /// A stored WAL object fails verification.
-    #[error(
-        "WAL object {key} is damaged: {reason}. Nothing was handed to PostgreSQL; restore this file from another copy of the repository, or stop recovery before it"
-    )]
+    #[error("WAL object {key} is damaged: {reason}. {hint}")]
     WalCorrupt {
         /// The object key.
         key: String,
         /// What is wrong.
         reason: String,
+        /// What to do, for the command that found it.
+        hint: &'static str,
     },
     /// A local file is not what its WAL name says.
     #[error("{file} is not a usable WAL file: {reason}")]

@@ -63,6 +63,7 @@ impl WalObjectHeader {
         let corrupt = |reason: String| Error::WalCorrupt {
             key: key.to_owned(),
             reason,
+            hint: super::FETCH_HINT,
         };
         if !stored.starts_with(MAGIC) {
             return Err(corrupt(

@@ -172,6 +172,11 @@ pub struct WalArchive {
     store: Store,
 }
 
+/// What to do about a damaged object found while restoring.
+pub(crate) const FETCH_HINT: &str = "Nothing was handed to PostgreSQL: restore this object from another copy of the repository, or recover to a point before it";
+/// What to do about a damaged object found while pushing the same file.
+const PUSH_HINT: &str = "PostgreSQL keeps its copy and retries: after checking, delete the damaged object and the next retry stores the file again";
+
 /// SHA-256 in lower-case hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -217,6 +222,7 @@ impl WalArchive {
                 .map_err(|e| Error::WalCorrupt {
                     key: CLUSTER_KEY.into(),
                     reason: format!("not a cluster identity: {e}"),
+                    hint: FETCH_HINT,
                 }),
             Err(cfdr_storage::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -245,6 +251,7 @@ impl WalArchive {
                 self.identity().await?.ok_or_else(|| Error::WalCorrupt {
                     key: CLUSTER_KEY.into(),
                     reason: "it vanished right after another writer created it".into(),
+                    hint: FETCH_HINT,
                 })
             }
             Err(e) => Err(e.into()),
@@ -406,7 +413,14 @@ impl WalArchive {
             // header matched and age authenticates the body on fetch.
             return Ok(());
         }
-        decode_verified(key, raw, None).await.map(|_| ())
+        match decode_verified(key, raw, None).await {
+            Err(Error::WalCorrupt { key, reason, .. }) => Err(Error::WalCorrupt {
+                key,
+                reason,
+                hint: PUSH_HINT,
+            }),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Restores the WAL file `name` to `dest`, as `restore_command`.
@@ -422,6 +436,7 @@ impl WalArchive {
             return Err(Error::WalCorrupt {
                 key,
                 reason: format!("it holds {}, not {name}", header.file),
+                hint: FETCH_HINT,
             });
         }
         let dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -572,6 +587,7 @@ pub(crate) async fn decode_verified(
         cfdr_storage::Error::Corrupt { reason, .. } => Error::WalCorrupt {
             key: key.to_owned(),
             reason,
+            hint: FETCH_HINT,
         },
         other => other.into(),
     })?;
@@ -583,6 +599,7 @@ pub(crate) async fn decode_verified(
                 out.len(),
                 header.size
             ),
+            hint: FETCH_HINT,
         });
     }
     let sha = sha256_hex(&out);
@@ -593,6 +610,7 @@ pub(crate) async fn decode_verified(
                 "it decodes to SHA-256 {sha}, its header says {}",
                 header.sha256
             ),
+            hint: FETCH_HINT,
         });
     }
     Ok((header, out))
