@@ -42,9 +42,10 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
-    /// Backups with id, kind, class, size, age and database.
+    /// Backups with id, kind, class, size, age, verified state and database.
     List {
-        /// Machine-readable output (the manifests).
+        /// Machine-readable output: the manifests, each with `verified` (its
+        /// newest check: kind, time, passed; null when never checked).
         #[arg(long)]
         json: bool,
     },
@@ -64,14 +65,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
             if let Some(db) = db {
                 target = target.with_database(&db);
             }
-            let m = logical::backup(
-                &repo,
-                &target,
-                &class,
-                &config.pg,
-                &config.encode_options()?,
-            )
-            .await?;
+            let progress = cfdr_storage::Progress::new();
+            let encode = config.encode_options()?.with_progress(progress.clone());
+            let bar = cfdr_cli::ProgressBar::bytes("pg_dump", &progress);
+            let m = logical::backup(&repo, &target, &class, &config.pg, &encode).await?;
+            drop(bar);
             if summary || cli.common.verbose > 0 {
                 let d = LogicalDetails::of(&m)?;
                 let counts: Vec<String> = d
@@ -91,28 +89,40 @@ async fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::List { json } => {
             let backups = repo.backups().await?;
+            let checks = repo.latest_checks().await?;
+            let now = jiff::Timestamp::now();
             if json {
-                println!("{}", serde_json::to_string_pretty(&backups)?);
+                // Each manifest with one extra field: its newest check.
+                let mut rows = Vec::new();
+                for m in &backups {
+                    let mut row = serde_json::to_value(m)?;
+                    row["verified"] = match checks.get(&m.id) {
+                        None => serde_json::Value::Null,
+                        Some(c) => serde_json::json!({
+                            "kind": c.kind, "time": c.time, "passed": c.passed,
+                        }),
+                    };
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(Outcome::Ok);
             }
-            let now = jiff::Timestamp::now();
             println!(
-                "{:<40} {:<9} {:<7} {:>10} {:>8}  DATABASE",
-                "ID", "KIND", "CLASS", "SIZE", "AGE"
+                "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} DATABASE",
+                "ID", "KIND", "CLASS", "SIZE", "AGE", "VERIFIED"
             );
             for m in &backups {
-                let age = now.duration_since(m.finished).as_secs() / 60;
                 let db = LogicalDetails::of(m)
                     .map(|d| d.database)
                     .unwrap_or_else(|_| "-".into());
-                let class = m.class.as_deref().unwrap_or("-");
                 println!(
-                    "{:<40} {:<9} {:<7} {:>10} {:>7}m  {db}",
+                    "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} {db}",
                     m.id,
                     m.kind,
-                    class,
+                    m.class.as_deref().unwrap_or("-"),
                     human_bytes(m.stored_size()),
-                    age
+                    cfdr_cli::human_age(now, m.finished),
+                    cfdr_cli::verified_state(now, checks.get(&m.id)),
                 );
             }
         }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use cfdr_storage::{BackupId, EncodeOptions, Manifest, Repository, decode_to};
+use cfdr_storage::{
+    BackupId, CheckKind, CheckRecord, EncodeOptions, Manifest, Repository, decode_to,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::{Executor, Row};
@@ -655,5 +657,23 @@ pub async fn restore_test(
         }
         Err(e) => result.failure = Some(e.to_string()),
     }
+    // The outcome is kept beside the backup: `cfdr-backup list` shows it.
+    repo.record_check(&result.check_record()).await?;
     Ok(result)
+}
+
+impl RestoreTest {
+    /// The record of this test stored beside the backup.
+    pub fn check_record(&self) -> CheckRecord {
+        CheckRecord {
+            backup: self.id.clone(),
+            kind: CheckKind::RestoreTest,
+            time: Timestamp::now(),
+            passed: self.failure.is_none(),
+            summary: match &self.failure {
+                None => format!("passed: {}", self.passed.join(", ")),
+                Some(why) => format!("failed after [{}]: {why}", self.passed.join(", ")),
+            },
+        }
+    }
 }

@@ -34,6 +34,7 @@
 //! # }).unwrap();
 //! ```
 
+mod checks;
 pub mod codec;
 mod error;
 mod location;
@@ -44,7 +45,10 @@ mod repo;
 pub mod secret_bundles;
 mod selftest;
 
-pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
+pub use checks::{CheckKind, CheckOutcome, CheckRecord};
+pub use codec::{
+    CodecInfo, Compression, EncodeOptions, Progress, StoredObject, decode_to, encode_to,
+};
 pub use error::{Error, Result};
 pub use location::{
     AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,
