@@ -47,6 +47,10 @@ pub struct LogicalOptions {
     pub smoke_query: String,
     /// Database RTO in seconds (runbook: 10 minutes).
     pub rto_secs: u64,
+    /// Server settings for the restore sessions (`name=value`, passed as
+    /// PGOPTIONS). The default lets index builds sort in memory, the largest
+    /// part of a restore after COPY.
+    pub restore_settings: Vec<String>,
 }
 
 impl Default for LogicalOptions {
@@ -63,6 +67,7 @@ impl Default for LogicalOptions {
             after_restore: None,
             smoke_query: "SELECT 1".into(),
             rto_secs: 600,
+            restore_settings: vec!["maintenance_work_mem=512MB".into()],
         }
     }
 }
@@ -491,6 +496,14 @@ async fn load_dump(
     cmd.args(["--exit-on-error", "--no-password", "--dbname"])
         .arg(&restored.database)
         .envs(restored.tool_env());
+    if !opts.restore_settings.is_empty() {
+        let options: Vec<String> = opts
+            .restore_settings
+            .iter()
+            .map(|s| format!("-c {}", s.replace(' ', "\\ ")))
+            .collect();
+        cmd.env("PGOPTIONS", options.join(" "));
+    }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
 
     if req.jobs > 1 {

@@ -65,7 +65,9 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Gzip => 6,
-            Compression::Zstd => 3,
+            // Level 1 keeps a backup within a few percent of the dump's own
+            // time on two cores; on dump data it is about as small as 3.
+            Compression::Zstd => 1,
         }
     }
 }
