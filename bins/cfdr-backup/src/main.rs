@@ -8,6 +8,7 @@ use anyhow::Result;
 use cfdr_cli::{Outcome, human_bytes};
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, LogicalDetails};
+use cfdr_pg::physical::{self, PhysicalDetails, PhysicalOptions};
 use clap::{Parser, Subcommand};
 
 /// Take and list PostgreSQL backups. Quiet on success (cron-friendly); the
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
     version,
     after_help = "Examples (runbook schedule, see deploy/):\n  \
     DATABASE_URL=postgres://backup@db/cryptofunk cfdr-backup logical --class hourly --summary\n  \
+    DATABASE_URL=postgres://replicator@db/postgres cfdr-backup physical --class daily\n  \
     cfdr-backup list --json"
 )]
 struct Cli {
@@ -35,6 +37,16 @@ enum Command {
         /// Database (default: from DATABASE_URL / PGDATABASE).
         #[arg(long)]
         db: Option<String>,
+        /// Schedule class, for retention.
+        #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
+        class: String,
+        /// Print one summary line on success.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Base backup (pg_basebackup tar) streamed into the repository; committed
+    /// once the WAL it needs is archived (archive_command = cfdr-wal push).
+    Physical {
         /// Schedule class, for retention.
         #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
         class: String,
@@ -84,6 +96,29 @@ async fn run(cli: Cli) -> Result<Outcome> {
                     human_bytes(m.stored_size()),
                     m.duration().as_secs_f64(),
                     counts.join(" ")
+                );
+            }
+        }
+        Command::Physical { class, summary } => {
+            let progress = cfdr_storage::Progress::new();
+            let encode = config.encode_options()?.with_progress(progress.clone());
+            let bar = cfdr_cli::ProgressBar::bytes("pg_basebackup", &progress);
+            let opts = PhysicalOptions {
+                bin_dir: config.pg.bin_dir.clone(),
+                ..PhysicalOptions::default()
+            };
+            let m = physical::backup(&repo, &PgTarget::from_env()?, &class, &opts, &encode).await?;
+            drop(bar);
+            if summary || cli.common.verbose > 0 {
+                let d = PhysicalDetails::of(&m)?;
+                println!(
+                    "backup {} ({class}): {} in {:.1}s, timeline {} WAL {}..{}",
+                    m.id,
+                    human_bytes(m.stored_size()),
+                    m.duration().as_secs_f64(),
+                    d.wal.timeline,
+                    d.start_wal_file,
+                    d.stop_wal_file
                 );
             }
         }

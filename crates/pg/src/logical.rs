@@ -3,12 +3,9 @@
 //! optional name swap, and the restore test.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cfdr_storage::{
@@ -17,13 +14,11 @@ use cfdr_storage::{
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::{Executor, Row};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-use tokio::process::{Child, ChildStdout};
 
 use crate::admin;
 use crate::error::{Error, Result};
 use crate::target::PgTarget;
-use crate::tools::PgBin;
+use crate::tools::{PgBin, ToolOutput};
 
 /// Kind recorded in manifests of logical backups.
 pub const KIND: &str = "logical";
@@ -156,7 +151,9 @@ pub async fn backup(
     let _ = conn.execute("ROLLBACK").await;
     if let Err(e) = stored {
         return Err(match e {
-            cfdr_storage::Error::Source { source, .. } => tool_error(source, "pg_dump"),
+            cfdr_storage::Error::Source { source, .. } => {
+                crate::tools::tool_error(source, "pg_dump")
+            }
             other => Error::Storage(other),
         });
     }
@@ -172,92 +169,6 @@ pub async fn backup(
         unreachable!("LogicalDetails serializes to an object")
     };
     Ok(writer.commit(map).await?)
-}
-
-fn tool_error(e: std::io::Error, tool: &str) -> Error {
-    match e.into_inner().map(|b| b.downcast::<Error>()) {
-        Some(Ok(err)) => *err,
-        Some(Err(other)) => Error::ToolFailed {
-            tool: tool.into(),
-            status: "read error".into(),
-            stderr: other.to_string(),
-        },
-        None => Error::ToolFailed {
-            tool: tool.into(),
-            status: "read error".into(),
-            stderr: String::new(),
-        },
-    }
-}
-
-type WaitFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-
-/// A tool's stdout that ends in an error unless the tool exits 0, so a
-/// killed or failing `pg_dump` can never look like a complete dump.
-struct ToolOutput {
-    stdout: ChildStdout,
-    wait: Option<WaitFuture>,
-    pending: Option<(Child, tokio::task::JoinHandle<String>, &'static str)>,
-}
-
-impl ToolOutput {
-    fn new(mut child: Child, tool: &'static str) -> Self {
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let collect = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut s) = stderr {
-                let mut buf = Vec::new();
-                let _ = (&mut s).take(64 << 10).read_to_end(&mut buf).await;
-                text = String::from_utf8_lossy(&buf).trim().to_owned();
-            }
-            text
-        });
-        Self {
-            // Present: spawned with Stdio::piped().
-            stdout: stdout.unwrap_or_else(|| unreachable!("stdout is piped")),
-            wait: None,
-            pending: Some((child, collect, tool)),
-        }
-    }
-}
-
-impl AsyncRead for ToolOutput {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.wait.is_none() {
-            let before = buf.filled().len();
-            match Pin::new(&mut self.stdout).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                    let Some((mut child, collect, tool)) = self.pending.take() else {
-                        return Poll::Ready(Ok(()));
-                    };
-                    self.wait = Some(Box::pin(async move {
-                        let status = child.wait().await?;
-                        let stderr = collect.await.unwrap_or_default();
-                        if status.success() {
-                            Ok(())
-                        } else {
-                            Err(std::io::Error::other(Error::ToolFailed {
-                                tool: tool.into(),
-                                status: status.to_string(),
-                                stderr,
-                            }))
-                        }
-                    }));
-                }
-                other => return other,
-            }
-        }
-        match self.wait.as_mut().map(|w| w.as_mut().poll(cx)) {
-            Some(Poll::Ready(result)) => Poll::Ready(result),
-            Some(Poll::Pending) => Poll::Pending,
-            None => Poll::Ready(Ok(())),
-        }
-    }
 }
 
 /// Which backup to restore.

@@ -44,6 +44,7 @@ pub mod parts;
 mod repo;
 pub mod secret_bundles;
 mod selftest;
+pub mod wal_archive;
 
 pub use checks::{CheckKind, CheckOutcome, CheckRecord};
 pub use codec::{
