@@ -68,6 +68,9 @@ pub enum Outcome {
     Ok,
     /// Exit 1: a verification or objective failed.
     CheckFailed,
+    /// Exit with this code, for commands whose caller defines the codes
+    /// (PostgreSQL treats a `restore_command` exit above 125 as fatal).
+    Code(u8),
 }
 
 /// Logs to stderr: warnings by default, more with each `-v`; `RUST_LOG`
@@ -101,6 +104,7 @@ where
     match runtime.block_on(work) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Ok(Outcome::Code(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -14,6 +14,7 @@
 //! | `encryption.recipients-file` | `CFDR_AGE_RECIPIENTS_FILE` | none |
 //! | `encryption.identity-file` | `CFDR_AGE_IDENTITY_FILE` | none |
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
+//! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
 //! Secrets never live in the file: credentials come from each cloud's own
 //! variables and chains, age identities from a 0600 file or a variable.
@@ -122,6 +123,8 @@ pub struct Config {
     pub pg: cfdr_pg::logical::LogicalOptions,
     /// Incident records, SLAs and notifications.
     pub incident: cfdr_incident::IncidentConfig,
+    /// WAL archiving (`cfdr-wal`).
+    pub wal: cfdr_pg::wal::WalOptions,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -189,6 +192,9 @@ impl Config {
         }
         if let Some(f) = env("CFDR_AGE_IDENTITY_FILE") {
             self.encryption.identity_file = Some(f.into());
+        }
+        if let Some(d) = env("CFDR_WAL_SPOOL") {
+            self.wal.spool_dir = d.into();
         }
         Ok(())
     }

@@ -11,6 +11,8 @@
 //! - [`logical`]: `pg_dump` custom format streamed through the codec into the
 //!   repository with snapshot-consistent row counts; restore into a new
 //!   database, verify, optional swap; the restore test.
+//! - [`wal`]: WAL archiving (`archive_command` / `restore_command`), the
+//!   archive's cluster identity, asynchronous push, prefetch, continuity.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +36,7 @@ pub mod physical;
 pub mod replica;
 mod target;
 mod tools;
+pub mod wal;
 
 pub use cluster::{LocalCluster, free_port};
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{Error, Result};
-use crate::object::{ObjectInfo, Store, io_to_error};
+use crate::object::{ObjectInfo, ObjectWriter, Store, io_to_error};
 
 /// Size of the chunks handed between pipeline stages.
 const CHUNK: usize = 512 << 10;
@@ -236,8 +236,32 @@ pub async fn encode_to<R>(
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
-    let level = opts.checked_level()?;
-    let mut writer = store.writer(key, create_only).await?;
+    let writer = store.writer(key, create_only).await?;
+    encode_into(writer, src, opts).await
+}
+
+/// Streams `src` through compression and encryption into an open writer,
+/// after whatever the caller already wrote to it (e.g. a small plain header),
+/// and finishes it. `raw_size` counts `src` only; `stored` covers every byte.
+///
+/// On any error the upload is aborted and nothing is visible under the key.
+pub async fn encode_into<R>(
+    mut writer: ObjectWriter,
+    src: R,
+    opts: &EncodeOptions,
+) -> Result<StoredObject>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let key = writer.key().to_owned();
+    let key = key.as_str();
+    let level = match opts.checked_level() {
+        Ok(level) => level,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
     let bridge = SyncIoBridge::new(src);
     let (compression, threads, recipients) =
@@ -302,8 +326,37 @@ pub async fn decode_to<W>(
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let key = obj.key.clone();
     if obj.codec.is_encrypted() && identities.is_none() {
+        // Checked before the read too, so a missing key costs no download.
+        return decode_reader(&obj.key, tokio::io::empty(), &obj.codec, None, sink).await;
+    }
+    let stream = store.read_verified(&obj.key, &obj.stored).await?;
+    decode_reader(
+        &obj.key,
+        StreamReader::new(stream),
+        &obj.codec,
+        identities,
+        sink,
+    )
+    .await
+}
+
+/// Decrypts and decompresses an encoded byte stream (whose integrity the
+/// caller checks) into `sink`; `key` names it in errors. Returns the decoded
+/// byte count.
+pub async fn decode_reader<R, W>(
+    key: &str,
+    src: R,
+    codec: &CodecInfo,
+    identities: Option<Arc<Identities>>,
+    sink: &mut W,
+) -> Result<u64>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let key = key.to_owned();
+    if codec.is_encrypted() && identities.is_none() {
         return Err(Error::Crypto {
             key,
             source: cfdr_secrets::Error::Decrypt(
@@ -312,11 +365,10 @@ where
             ),
         });
     }
-    let stream = store.read_verified(&obj.key, &obj.stored).await?;
-    let bridge = SyncIoBridge::new(StreamReader::new(stream));
+    let bridge = SyncIoBridge::new(src);
     let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
-    let compression = obj.codec.compression;
-    let encrypted = obj.codec.is_encrypted();
+    let compression = codec.compression;
+    let encrypted = codec.is_encrypted();
     let producer = tokio::task::spawn_blocking(move || {
         let ids = if encrypted { identities } else { None };
         decode_blocking(bridge, ChannelWriter::new(tx), compression, ids.as_deref())

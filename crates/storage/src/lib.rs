@@ -48,7 +48,8 @@ pub mod wal_archive;
 
 pub use checks::{CheckKind, CheckOutcome, CheckRecord};
 pub use codec::{
-    CodecInfo, Compression, EncodeOptions, Progress, StoredObject, decode_to, encode_to,
+    CodecInfo, Compression, EncodeOptions, Progress, StoredObject, decode_reader, decode_to,
+    encode_into, encode_to,
 };
 pub use error::{Error, Result};
 pub use location::{

@@ -1,39 +1,24 @@
-//! Where WAL files live in a repository.
+//! Where WAL archive files live in a repository.
 //!
-//! ```text
-//! wal/cluster.json                         identity of the archived cluster
-//! wal/<first 16 hex of name>/<name>        segments, .partial and .backup files
-//! wal/<TLI>.history                        timeline history files
-//! ```
-//!
-//! Names are PostgreSQL's own file names, with no compression extension.
+//! Segments, `.partial` and `.backup` files go under a folder named by the
+//! first 16 hex digits of their name (timeline + log number), so no folder
+//! holds more than 256 segments of 16 MiB per timeline and 4 GiB of WAL;
+//! timeline history files sit directly under `wal/`. Names carry no
+//! compression extension.
 
-/// Prefix of the WAL archive.
-pub const WAL_PREFIX: &str = "wal/";
-
-/// The key of the WAL file `file_name` (as PostgreSQL names it).
+/// The object key of a WAL archive file named `file_name`:
+/// `wal/0000000100000000/000000010000000000000003`, `wal/00000002.history`.
+///
+/// ```
+/// use cfdr_storage::wal_archive::wal_key;
+///
+/// assert_eq!(wal_key("000000010000000000000003"), "wal/0000000100000000/000000010000000000000003");
+/// assert_eq!(wal_key("00000002.history"), "wal/00000002.history");
+/// ```
 pub fn wal_key(file_name: &str) -> String {
-    if file_name.ends_with(".history") || file_name.len() < 24 {
-        format!("{WAL_PREFIX}{file_name}")
-    } else {
-        format!("{WAL_PREFIX}{}/{file_name}", &file_name[..16])
+    if file_name.ends_with(".history") {
+        return format!("wal/{file_name}");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_group_by_timeline_and_log() {
-        assert_eq!(
-            wal_key("000000010000000000000003"),
-            "wal/0000000100000000/000000010000000000000003"
-        );
-        assert_eq!(
-            wal_key("000000010000000000000003.00000028.backup"),
-            "wal/0000000100000000/000000010000000000000003.00000028.backup"
-        );
-        assert_eq!(wal_key("00000002.history"), "wal/00000002.history");
-    }
+    let folder = file_name.get(..16).unwrap_or(file_name);
+    format!("wal/{folder}/{file_name}")
 }
