@@ -1,9 +1,10 @@
 //! Physical base backups and point-in-time recovery.
 //!
-//! A base backup is `pg_basebackup -Ft -D - -X none` streamed through the
-//! codec into one repository object: the WAL it needs comes from the WAL
-//! archive (`cfdr-wal push`), and the manifest is committed only after every
-//! segment from its start to its stop LSN is in the repository.
+//! A base backup is `pg_basebackup -Ft -D - -X fetch` streamed through the
+//! codec into one repository object. The tar carries the WAL from its start
+//! to its stop LSN (so it restores consistent on its own), and the manifest
+//! is committed only after those segments are also in the WAL archive
+//! (`cfdr-wal push`), from where PITR replays everything after them.
 //!
 //! PITR restores the newest base backup that ends before the target into an
 //! empty data directory, verifying its checksum while unpacking, then writes
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 pub use crate::logical::Step;
 use crate::target::PgTarget;
 use crate::tools::{PgBin, ToolOutput};
+use crate::wal::WalArchive;
 
 /// Kind recorded in manifests of physical base backups.
 pub const KIND: &str = "physical";
@@ -163,6 +165,12 @@ pub async fn backup(
 ) -> Result<Manifest> {
     let facts = archiving_server(target).await?;
     let major = facts.version_num / 10_000;
+    let archive = WalArchive::new(repo.store().clone());
+    let sysid: u64 = facts.system_identifier.parse().unwrap_or_default();
+    let what = format!("base backup of {}:{}", target.host, target.port);
+    if let Some(identity) = archive.identity().await? {
+        archive.check_same(&what, &identity, sysid, major)?;
+    }
     let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(major)).await?;
     let mut writer = repo.begin_backup(KIND, Some(class))?;
 
@@ -170,7 +178,7 @@ pub async fn backup(
     cmd.args([
         "--format=tar",
         "--pgdata=-",
-        "--wal-method=none",
+        "--wal-method=fetch",
         "--checkpoint=fast",
         "--verbose",
         "--no-password",
@@ -212,6 +220,10 @@ pub async fn backup(
         opts.archive_wait,
     )
     .await?;
+    // The first push may have created the archive's identity meanwhile.
+    if let Some(identity) = archive.identity().await? {
+        archive.check_same(&what, &identity, sysid, major)?;
+    }
 
     let details = PhysicalDetails {
         system_identifier: facts.system_identifier,

@@ -244,7 +244,7 @@ impl WalArchive {
         }
     }
 
-    fn check_same(
+    pub(crate) fn check_same(
         &self,
         what: &str,
         archive: &ClusterIdentity,
