@@ -147,6 +147,46 @@ async fn pitr_stops_exactly_before_the_accident(backend: Backend) {
     }
     // The live cluster still shows the accident: PITR touched nothing there.
     assert_eq!(trades(&cluster).await, (10, 41, 50));
+
+    // A flipped byte in a segment recovery needs stops recovery loudly
+    // instead of replaying garbage or promoting early.
+    if let Some(root) = setup.fs_root() {
+        let next = cfdr_retention::WalSegment {
+            segno: cfdr_retention::WalSegment::containing(
+                1,
+                details.wal.stop,
+                details.wal_segment_size,
+            )
+            .segno
+                + 1,
+            timeline: 1,
+        };
+        let key = cfdr_storage::wal_archive::wal_key(&next.file_name(details.wal_segment_size));
+        let path = root.join(&key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let req = PitrRequest {
+            target: RecoveryTarget::Name("before_delete".into()),
+            data_dir: setup.dir.path().join("damaged"),
+            force: false,
+            restore_command: restore_command(&setup),
+            identities: None,
+            start: true,
+            archive: false,
+            rto: Duration::from_secs(60),
+            bin_dir: None,
+        };
+        let err = physical::pitr(&repo, &req, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("recovery") && err.contains("server log"),
+            "recovery must stop on a damaged segment: {err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

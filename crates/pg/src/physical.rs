@@ -628,15 +628,22 @@ async fn wait_for_promotion(server: &PgTarget, dir: &Path, limit: Duration) -> R
         if !in_recovery {
             return Ok(());
         }
-        if started.elapsed() > limit {
+        // A server that stopped (a missing or damaged WAL file, a target
+        // recovery cannot reach) will not promote: say why at once.
+        let stopped = !dir.join("postmaster.pid").exists();
+        if stopped || started.elapsed() > limit {
             let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let why = if stopped {
+                "the server stopped during recovery".to_owned()
+            } else {
+                format!("still in recovery after {}s (the RTO)", limit.as_secs())
+            };
             return Err(Error::Cluster {
                 action: "recovery",
                 data_dir: dir.to_owned(),
                 detail: format!(
-                    "still in recovery after {}s (the RTO); server log: {}",
-                    limit.as_secs(),
+                    "{why}; server log: {}",
                     tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                 ),
             });
