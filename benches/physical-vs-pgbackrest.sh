@@ -55,6 +55,7 @@ compress-type=zst
 compress-level=1
 process-max=2
 start-fast=y
+repo1-retention-full=9999
 
 [bench]
 pg1-path=$work/pg

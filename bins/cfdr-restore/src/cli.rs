@@ -66,6 +66,10 @@ pub(crate) enum Command {
         /// copy must not archive into the production WAL path).
         #[arg(long, requires = "start")]
         archive: bool,
+        /// Segments restore_command fetches ahead in parallel (0: one at a
+        /// time), into <data-dir>.wal-spool.
+        #[arg(long, default_value_t = 4)]
+        prefetch: u32,
     },
 }
 

@@ -2,6 +2,7 @@
 // Binaries own the terminal: printing is their job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +67,15 @@ async fn run(cli: Cli) -> Result<Outcome> {
             force,
             start,
             archive,
+            prefetch,
         } => {
+            let spool = data_dir.with_extension("wal-spool");
             let req = PitrRequest {
                 target: recovery_target(target)?,
+                restore_command: restore_command(&cli.common, &spool, prefetch)?,
+                prefetch_spool: (prefetch > 0).then_some(spool),
                 data_dir,
                 force,
-                restore_command: restore_command(&cli.common)?,
                 identities,
                 start,
                 archive,
@@ -145,10 +149,17 @@ fn recovery_target(t: PitrTarget) -> Result<RecoveryTarget> {
 }
 
 /// `cfdr-wal fetch` from beside this binary, on the same repository and
-/// config (credentials stay in the environment, never in the command).
-fn restore_command(common: &cfdr_cli::Common) -> Result<String> {
+/// config (credentials stay in the environment, never in the command),
+/// prefetching the next segments into `spool`.
+fn restore_command(common: &cfdr_cli::Common, spool: &Path, prefetch: u32) -> Result<String> {
     let wal = std::env::current_exe()?.with_file_name("cfdr-wal");
     let mut cmd = format!("{}", wal.display());
+    if prefetch > 0 {
+        cmd = format!(
+            "CFDR_WAL_SPOOL={} {cmd}",
+            std::path::absolute(spool)?.display()
+        );
+    }
     if let Some(config) = &common.config {
         cmd.push_str(&format!(
             " --config {}",
@@ -158,6 +169,10 @@ fn restore_command(common: &cfdr_cli::Common) -> Result<String> {
     if let Some(url) = &common.repository {
         cmd.push_str(&format!(" -r {url}"));
     }
-    cmd.push_str(" fetch %f %p");
+    if prefetch > 0 {
+        cmd.push_str(&format!(" fetch --prefetch {prefetch} %f %p"));
+    } else {
+        cmd.push_str(" fetch %f %p");
+    }
     Ok(cmd)
 }

@@ -67,10 +67,17 @@ async fn restore(
     target: RecoveryTarget,
 ) -> physical::PitrReport {
     let req = PitrRequest {
-        target,
+        target: target.clone(),
         data_dir: setup.dir.path().join(dir),
         force: false,
-        restore_command: restore_command(setup),
+        // By LSN, segments come through the parallel prefetch.
+        restore_command: match target {
+            RecoveryTarget::Lsn(_) => {
+                restore_command(setup).replace(" fetch ", " fetch --prefetch 3 ")
+            }
+            _ => restore_command(setup),
+        },
+        prefetch_spool: None,
         identities: None,
         start: true,
         archive: false,
@@ -172,6 +179,7 @@ async fn pitr_stops_exactly_before_the_accident(backend: Backend) {
             data_dir: setup.dir.path().join("damaged"),
             force: false,
             restore_command: restore_command(&setup),
+            prefetch_spool: None,
             identities: None,
             start: true,
             archive: false,

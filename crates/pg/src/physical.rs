@@ -388,6 +388,9 @@ pub struct PitrRequest {
     pub force: bool,
     /// `restore_command` the server runs (e.g. `cfdr-wal -r URL fetch %f %p`).
     pub restore_command: String,
+    /// Spool folder the restore command prefetches into: created (owned by
+    /// the server's user) before recovery, removed after promotion.
+    pub prefetch_spool: Option<PathBuf>,
     /// age identities for encrypted backups.
     pub identities: Option<Arc<cfdr_secrets::Identities>>,
     /// Start the server after the restore and wait for promotion.
@@ -460,6 +463,11 @@ pub async fn pitr(
     let t = Instant::now();
     write_recovery_settings(&req.data_dir, &req.target, &req.restore_command)?;
     chown_tree(&req.data_dir)?;
+    if let Some(spool) = &req.prefetch_spool {
+        std::fs::create_dir_all(spool)
+            .map_err(Error::io(format!("creating {}", spool.display())))?;
+        chown_tree(spool)?;
+    }
     step(
         format!("recovery.signal and settings for {}", req.target),
         t,
@@ -507,6 +515,10 @@ pub async fn pitr(
             .get::<Option<i32>, _>(2)
             .and_then(|t| u32::try_from(t).ok());
         report.cluster = Some(cluster);
+        if let Some(spool) = &req.prefetch_spool {
+            // Recovery is over: prefetched segments are of no more use.
+            let _ = std::fs::remove_dir_all(spool);
+        }
     }
     report.steps = steps;
     report.total = started.elapsed();

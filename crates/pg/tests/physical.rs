@@ -77,6 +77,7 @@ async fn pitr_refuses_targets_it_cannot_reach() {
         data_dir: dir.path().join("restored"),
         force: false,
         restore_command: "cfdr-wal fetch %f %p".into(),
+        prefetch_spool: None,
         identities: None,
         start: false,
         archive: false,
