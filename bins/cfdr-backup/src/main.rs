@@ -9,59 +9,10 @@ use cfdr_cli::{Outcome, human_bytes};
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, LogicalDetails};
 use cfdr_pg::physical::{self, PhysicalDetails, PhysicalOptions};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Command};
 
-/// Take and list PostgreSQL backups. Quiet on success (cron-friendly); the
-/// cause and exit 2 on failure.
-///
-/// Exit codes: 0 success, 2 usage or runtime error.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = "Examples (runbook schedule, see deploy/):\n  \
-    DATABASE_URL=postgres://backup@db/cryptofunk cfdr-backup logical --class hourly --summary\n  \
-    DATABASE_URL=postgres://replicator@db/postgres cfdr-backup physical --class daily\n  \
-    cfdr-backup list --json"
-)]
-struct Cli {
-    #[command(flatten)]
-    common: cfdr_cli::Common,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// pg_dump (custom format) streamed through the codec into the repository.
-    Logical {
-        /// Database (default: from DATABASE_URL / PGDATABASE).
-        #[arg(long)]
-        db: Option<String>,
-        /// Schedule class, for retention.
-        #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
-        class: String,
-        /// Print one summary line on success.
-        #[arg(long)]
-        summary: bool,
-    },
-    /// Base backup (pg_basebackup tar) streamed into the repository; committed
-    /// once the WAL it needs is archived (archive_command = cfdr-wal push).
-    Physical {
-        /// Schedule class, for retention.
-        #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
-        class: String,
-        /// Print one summary line on success.
-        #[arg(long)]
-        summary: bool,
-    },
-    /// Backups with id, kind, class, size, age, verified state and database.
-    List {
-        /// Machine-readable output: the manifests, each with `verified` (its
-        /// newest check: kind, time, passed; null when never checked).
-        #[arg(long)]
-        json: bool,
-    },
-}
+mod cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -148,31 +148,18 @@ fn recovery_target(t: PitrTarget) -> Result<RecoveryTarget> {
     })
 }
 
-/// `cfdr-wal fetch` from beside this binary, on the same repository and
-/// config (credentials stay in the environment, never in the command),
-/// prefetching the next segments into `spool`.
+/// `cfdr-wal fetch` from beside this binary, on the same repository and config.
 fn restore_command(common: &cfdr_cli::Common, spool: &Path, prefetch: u32) -> Result<String> {
-    let wal = std::env::current_exe()?.with_file_name("cfdr-wal");
-    let mut cmd = format!("{}", wal.display());
-    if prefetch > 0 {
-        cmd = format!(
-            "CFDR_WAL_SPOOL={} {cmd}",
-            std::path::absolute(spool)?.display()
-        );
-    }
-    if let Some(config) = &common.config {
-        cmd.push_str(&format!(
-            " --config {}",
-            std::path::absolute(config)?.display()
-        ));
-    }
-    if let Some(url) = &common.repository {
-        cmd.push_str(&format!(" -r {url}"));
-    }
-    if prefetch > 0 {
-        cmd.push_str(&format!(" fetch --prefetch {prefetch} %f %p"));
-    } else {
-        cmd.push_str(" fetch %f %p");
-    }
-    Ok(cmd)
+    let config = common
+        .config
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
+    Ok(physical::fetch_command(
+        &std::env::current_exe()?.with_file_name("cfdr-wal"),
+        config.as_deref(),
+        common.repository.as_deref(),
+        &std::path::absolute(spool)?,
+        prefetch,
+    ))
 }

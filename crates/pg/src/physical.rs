@@ -341,6 +341,36 @@ impl RecoveryTarget {
     }
 }
 
+/// The `restore_command` a PITR restore writes: `cfdr-wal` (at `wal_exe`)
+/// with the same config file and repository flags, fetching ahead `prefetch`
+/// segments into `spool` when `prefetch` > 0. Credentials stay in the
+/// server's environment, never in the command.
+pub fn fetch_command(
+    wal_exe: &Path,
+    config: Option<&Path>,
+    repository: Option<&str>,
+    spool: &Path,
+    prefetch: u32,
+) -> String {
+    let mut cmd = String::new();
+    if prefetch > 0 {
+        cmd.push_str(&format!("CFDR_WAL_SPOOL={} ", spool.display()));
+    }
+    cmd.push_str(&wal_exe.display().to_string());
+    if let Some(config) = config {
+        cmd.push_str(&format!(" --config {}", config.display()));
+    }
+    if let Some(url) = repository {
+        cmd.push_str(&format!(" -r {url}"));
+    }
+    if prefetch > 0 {
+        cmd.push_str(&format!(" fetch --prefetch {prefetch} %f %p"));
+    } else {
+        cmd.push_str(" fetch %f %p");
+    }
+    cmd
+}
+
 /// Picks the base backup to restore for `target`: the newest that ended
 /// before it (any, for targets that cannot be placed in time).
 pub async fn choose_backup(
@@ -694,6 +724,23 @@ mod tests {
             )
         );
         assert_eq!(RecoveryTarget::Latest.setting(), None);
+    }
+
+    #[test]
+    fn fetch_command_keeps_config_and_repository_and_prefetches() {
+        let cmd = fetch_command(
+            Path::new("/usr/bin/cfdr-wal"),
+            Some(Path::new("/etc/cfdr/cfdr.toml")),
+            Some("s3://backups/cf"),
+            Path::new("/srv/pitr.wal-spool"),
+            4,
+        );
+        assert_eq!(
+            cmd,
+            "CFDR_WAL_SPOOL=/srv/pitr.wal-spool /usr/bin/cfdr-wal --config /etc/cfdr/cfdr.toml -r s3://backups/cf fetch --prefetch 4 %f %p"
+        );
+        let cmd = fetch_command(Path::new("cfdr-wal"), None, None, Path::new("x"), 0);
+        assert_eq!(cmd, "cfdr-wal fetch %f %p");
     }
 
     #[test]
