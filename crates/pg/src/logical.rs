@@ -223,6 +223,35 @@ pub struct Step {
     pub took: Duration,
 }
 
+/// Collects timed steps, reporting each to a callback as it completes.
+pub(crate) struct Steps<'a, F> {
+    list: Vec<Step>,
+    on_step: &'a mut F,
+}
+
+impl<'a, F: FnMut(&Step)> Steps<'a, F> {
+    pub(crate) fn new(on_step: &'a mut F) -> Self {
+        Self {
+            list: Vec::new(),
+            on_step,
+        }
+    }
+
+    /// Records `name` as done, having started at `since`.
+    pub(crate) fn done(&mut self, name: String, since: Instant) {
+        let s = Step {
+            name,
+            took: since.elapsed(),
+        };
+        (self.on_step)(&s);
+        self.list.push(s);
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Step> {
+        self.list
+    }
+}
+
 /// Restore settings beyond [`LogicalOptions`].
 #[derive(Clone, Debug, Default)]
 pub struct RestoreRequest {
@@ -286,28 +315,19 @@ pub async fn restore(
         .target_db
         .clone()
         .unwrap_or_else(|| format!("{live}_restore_{}", short_id(&manifest.id)));
-    let mut steps = Vec::new();
-    let mut step = |name: String, t: Instant, steps: &mut Vec<Step>| {
-        let s = Step {
-            name,
-            took: t.elapsed(),
-        };
-        on_step(&s);
-        steps.push(s);
-    };
+    let mut steps = Steps::new(&mut on_step);
 
     let t = Instant::now();
     admin::create_database(server, &target_db).await?;
-    step(format!("create database {target_db}"), t, &mut steps);
+    steps.done(format!("create database {target_db}"), t);
 
     let restored = server.with_database(&target_db);
     let outcome = async {
         let t = Instant::now();
         load_dump(repo, &restored, manifest, opts, req).await?;
-        step(
+        steps.done(
             format!("download, verify and pg_restore {}", manifest.id),
             t,
-            &mut steps,
         );
         let t = Instant::now();
         // The runbook's extensions, where the source had them and the
@@ -320,7 +340,7 @@ pub async fn restore(
             .cloned()
             .collect();
         let ext = admin::ensure_extensions(&restored, &wanted).await?;
-        step(
+        steps.done(
             format!(
                 "extensions ({})",
                 if ext.is_empty() {
@@ -330,11 +350,10 @@ pub async fn restore(
                 }
             ),
             t,
-            &mut steps,
         );
         let t = Instant::now();
         check(&restored, manifest, &details, opts).await?;
-        step("verify tables and row counts".into(), t, &mut steps);
+        steps.done("verify tables and row counts".into(), t);
         Ok::<_, Error>(ext)
     }
     .await;
@@ -372,20 +391,19 @@ pub async fn restore(
         admin::rename_database(server, &target_db, &live).await?;
         database = live.clone();
         run_hook("after_restore", opts.after_restore.as_deref()).await?;
-        step(
+        steps.done(
             format!(
                 "swap: {database} is live, previous kept as {}",
                 previous.as_deref().unwrap_or("-")
             ),
             t,
-            &mut steps,
         );
     }
     Ok(RestoreReport {
         id: manifest.id.clone(),
         database,
         previous,
-        steps,
+        steps: steps.into_vec(),
         total: started.elapsed(),
         extensions,
     })

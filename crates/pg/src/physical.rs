@@ -27,6 +27,7 @@ use sqlx::Row;
 use crate::cluster::{LocalCluster, chown_tree};
 use crate::error::{Error, Result};
 pub use crate::logical::Step;
+use crate::logical::Steps;
 use crate::target::PgTarget;
 use crate::tools::{PgBin, ToolOutput};
 use crate::wal::WalArchive;
@@ -462,20 +463,12 @@ pub async fn pitr(
     mut on_step: impl FnMut(&Step),
 ) -> Result<PitrReport> {
     let started = Instant::now();
-    let mut steps = Vec::new();
-    let mut step = |name: String, t: Instant, steps: &mut Vec<Step>| {
-        let s = Step {
-            name,
-            took: t.elapsed(),
-        };
-        on_step(&s);
-        steps.push(s);
-    };
+    let mut steps = Steps::new(&mut on_step);
     let t = Instant::now();
     let backup = choose_backup(repo, &req.target, Timestamp::now()).await?;
     let details = PhysicalDetails::of(&backup)?;
     prepare_data_dir(&req.data_dir, req.force)?;
-    step(format!("choose base backup {}", backup.id), t, &mut steps);
+    steps.done(format!("choose base backup {}", backup.id), t);
 
     let t = Instant::now();
     let unpacked = unpack(repo, &backup, &req.data_dir, req.identities.clone()).await;
@@ -484,11 +477,7 @@ pub async fn pitr(
         clear_dir(&req.data_dir)?;
         return Err(e);
     }
-    step(
-        format!("download, verify and unpack {}", backup.id),
-        t,
-        &mut steps,
-    );
+    steps.done(format!("download, verify and unpack {}", backup.id), t);
 
     let t = Instant::now();
     write_recovery_settings(&req.data_dir, &req.target, &req.restore_command)?;
@@ -498,10 +487,9 @@ pub async fn pitr(
             .map_err(Error::io(format!("creating {}", spool.display())))?;
         chown_tree(spool)?;
     }
-    step(
+    steps.done(
         format!("recovery.signal and settings for {}", req.target),
         t,
-        &mut steps,
     );
 
     let mut report = PitrReport {
@@ -523,7 +511,7 @@ pub async fn pitr(
             .await?;
         let server = cluster.target("postgres");
         wait_for_promotion(&server, &req.data_dir, req.rto).await?;
-        step("replay WAL and promote".into(), t, &mut steps);
+        steps.done("replay WAL and promote".into(), t);
         let mut conn = server.connect().await?;
         let row = sqlx::query(
             "SELECT pg_current_wal_lsn()::text,
@@ -550,7 +538,7 @@ pub async fn pitr(
             let _ = std::fs::remove_dir_all(spool);
         }
     }
-    report.steps = steps;
+    report.steps = steps.into_vec();
     report.total = started.elapsed();
     Ok(report)
 }
