@@ -94,13 +94,19 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 return Ok(Outcome::Ok);
             }
             println!(
-                "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} DATABASE",
+                "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} SOURCE",
                 "ID", "KIND", "CLASS", "SIZE", "AGE", "VERIFIED"
             );
             for m in &backups {
-                let db = LogicalDetails::of(m)
-                    .map(|d| d.database)
-                    .unwrap_or_else(|_| "-".into());
+                // What it restores: a database, or a cluster's WAL range.
+                let db = match (LogicalDetails::of(m), PhysicalDetails::of(m)) {
+                    (Ok(d), _) => d.database,
+                    (_, Ok(d)) => format!(
+                        "timeline {} {}..{}",
+                        d.wal.timeline, d.wal.start, d.wal.stop
+                    ),
+                    _ => "-".into(),
+                };
                 println!(
                     "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} {db}",
                     m.id,
