@@ -97,6 +97,15 @@ async fn logical_backup_is_quiet_then_listed_and_failures_exit_2() {
     assert_eq!(list[0]["verified"]["passed"], true, "{list}");
     assert_eq!(list[0]["verified"]["kind"], "restore-test", "{list}");
 
+    // A physical backup needs WAL archiving: refused with the fix, nothing stored.
+    let out = cfdr(&["physical", "--class", "daily"], "postgres");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archive_mode") && err.contains("cfdr-wal push %p"),
+        "{err}"
+    );
+
     let out = cfdr(&["logical"], "no_such_db");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
