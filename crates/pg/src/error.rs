@@ -200,6 +200,46 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The server is not set up for physical backups or PITR.
+    #[error("{setting} is {value:?} on {target}: {fix}")]
+    NotArchiving {
+        /// The setting (wal_level, archive_mode, archive_command).
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// host:port of the server.
+        target: String,
+        /// What to change.
+        fix: &'static str,
+    },
+    /// WAL a base backup needs did not reach the repository in time.
+    #[error(
+        "WAL segment {segment} needed by base backup {id} was not archived within {waited_secs}s: check archive_command and SELECT * FROM pg_stat_archiver; the backup was not committed"
+    )]
+    WalNotArchived {
+        /// The missing segment.
+        segment: String,
+        /// The backup.
+        id: String,
+        /// How long cfdr waited.
+        waited_secs: u64,
+    },
+    /// A point-in-time restore cannot reach its target.
+    #[error("point-in-time restore to {target}: {reason}")]
+    PitrTarget {
+        /// The target as given.
+        target: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The restore target directory holds files.
+    #[error(
+        "data directory {dir} is not empty: restore into an empty or new directory, or pass --force to delete its contents first"
+    )]
+    DataDirNotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// Result alias for this crate.

@@ -32,6 +32,8 @@ pub mod admin;
 mod cluster;
 mod error;
 pub mod logical;
+pub mod physical;
+pub mod replica;
 mod target;
 mod tools;
 pub mod wal;

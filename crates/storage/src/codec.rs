@@ -11,6 +11,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use cfdr_secrets::{Identities, Recipients};
@@ -64,7 +65,9 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Gzip => 6,
-            Compression::Zstd => 3,
+            // Level 1 keeps a backup within a few percent of the dump's own
+            // time on two cores; on dump data it is about as small as 3.
+            Compression::Zstd => 1,
         }
     }
 }
@@ -127,6 +130,31 @@ pub struct EncodeOptions {
     pub recipients: Option<Recipients>,
     /// zstd worker threads (0 = single-threaded in the codec thread).
     pub threads: u32,
+    /// Counts source bytes as they are consumed (for progress bars).
+    pub progress: Option<Progress>,
+}
+
+/// A shared count of the source bytes [`encode_to`] has consumed so far.
+///
+/// Cloning shares the count: hand one clone to [`EncodeOptions::progress`]
+/// and read the other from a progress bar.
+#[derive(Clone, Debug, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// A count starting at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes consumed so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 impl Default for EncodeOptions {
@@ -138,6 +166,7 @@ impl Default for EncodeOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(1))
                 .unwrap_or(1),
+            progress: None,
         }
     }
 }
@@ -149,6 +178,12 @@ impl EncodeOptions {
             compression,
             ..Self::default()
         }
+    }
+
+    /// Counts consumed source bytes into `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Adds age recipients.
@@ -231,9 +266,13 @@ where
     let bridge = SyncIoBridge::new(src);
     let (compression, threads, recipients) =
         (opts.compression, opts.threads, opts.recipients.clone());
+    let progress = opts.progress.clone();
     let producer = tokio::task::spawn_blocking(move || {
         encode_blocking(
-            bridge,
+            Counting {
+                inner: bridge,
+                progress,
+            },
             ChannelWriter::new(tx),
             compression,
             level,
@@ -489,6 +528,22 @@ fn copy_all(src: &mut impl Read, dst: &mut impl Write) -> std::result::Result<u6
         };
         dst.write_all(&buf[..n]).map_err(Failure::Stream)?;
         total += n as u64;
+    }
+}
+
+/// A `Read` that adds what it reads to an optional [`Progress`].
+struct Counting<R> {
+    inner: R,
+    progress: Option<Progress>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.add(n);
+        }
+        Ok(n)
     }
 }
 

@@ -34,6 +34,7 @@
 //! # }).unwrap();
 //! ```
 
+mod checks;
 pub mod codec;
 mod error;
 mod location;
@@ -45,9 +46,10 @@ pub mod secret_bundles;
 mod selftest;
 pub mod wal_archive;
 
+pub use checks::{CheckKind, CheckOutcome, CheckRecord};
 pub use codec::{
-    CodecInfo, Compression, EncodeOptions, StoredObject, decode_reader, decode_to, encode_into,
-    encode_to,
+    CodecInfo, Compression, EncodeOptions, Progress, StoredObject, decode_reader, decode_to,
+    encode_into, encode_to,
 };
 pub use error::{Error, Result};
 pub use location::{

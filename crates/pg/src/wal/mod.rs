@@ -258,7 +258,7 @@ impl WalArchive {
         }
     }
 
-    fn check_same(
+    pub(crate) fn check_same(
         &self,
         what: &str,
         archive: &ClusterIdentity,
