@@ -308,15 +308,9 @@ async fn another_cluster_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn continuity_check_finds_a_deleted_segment() {
     let test = "continuity_check_finds_a_deleted_segment";
-    let Some(bin) = pg_bin(test).await else {
+    let Some((setup, cluster, names)) = archived(Backend::Fs, test, 5).await else {
         return;
     };
-    let Some(setup) = Setup::new(Backend::Fs, test).await else {
-        return;
-    };
-    let cluster = archiving_cluster(&bin, &setup.archive_command("")).await;
-    let names = make_wal(&cluster, 5).await;
-    wait_archived(&cluster, names.last().unwrap(), 60).await;
     let out = setup.run(&cluster.data_dir, &["check"]);
     assert!(
         out.status.success(),
@@ -446,15 +440,9 @@ async fn preflight_names_wrong_settings() {
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetch_serves_the_following_segments() {
     let test = "prefetch_serves_the_following_segments";
-    let Some(bin) = pg_bin(test).await else {
+    let Some((setup, cluster, names)) = archived(Backend::Fs, test, 4).await else {
         return;
     };
-    let Some(setup) = Setup::new(Backend::Fs, test).await else {
-        return;
-    };
-    let cluster = archiving_cluster(&bin, &setup.archive_command("")).await;
-    let names = make_wal(&cluster, 4).await;
-    wait_archived(&cluster, names.last().unwrap(), 60).await;
     let spool_in = setup.spool.join("in");
     let dest = setup.dir.path().join("RECOVERYXLOG");
     let fetch = |name: &str| {

@@ -244,3 +244,18 @@ pub async fn assert_archive_matches(setup: &Setup, cluster: &LocalCluster) -> us
     }
     compared
 }
+
+/// A repository on `backend` and a cluster archiving into it (sync) that
+/// wrote `n` segments, all archived; `None` when a prerequisite is missing.
+pub async fn archived(
+    backend: Backend,
+    test: &str,
+    n: usize,
+) -> Option<(Setup, LocalCluster, Vec<String>)> {
+    let bin = pg_bin(test).await?;
+    let setup = Setup::new(backend, test).await?;
+    let cluster = archiving_cluster(&bin, &setup.archive_command("")).await;
+    let names = make_wal(&cluster, n).await;
+    wait_archived(&cluster, names.last()?, 60).await;
+    Some((setup, cluster, names))
+}
