@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cfdr_cli::Outcome;
+use cfdr_pg::wal::WalArchive;
 use cfdr_pg::{PgBin, PgTarget, replica};
 use clap::{Parser, Subcommand};
 
@@ -23,7 +24,7 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  \
     CFDR_REPLICATION_PASSWORD=... cfdr-replica create --role replicator --data-dir /var/lib/postgresql/15/standby\n  \
     cfdr-replica status --max-lag-bytes 16777216\n  \
-    DATABASE_URL=postgres://postgres@standby/postgres cfdr-replica promote"
+    DATABASE_URL=postgres://postgres@standby/postgres cfdr-replica promote --adopt-timeline"
 )]
 struct Cli {
     #[command(flatten)]
@@ -62,6 +63,10 @@ enum Command {
         /// Seconds to wait for promotion.
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// The promoted server is production from now on: let its new
+        /// timeline archive into the repository (cfdr-wal adopt-timeline).
+        #[arg(long)]
+        adopt_timeline: bool,
     },
 }
 
@@ -127,12 +132,23 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 return Ok(Outcome::CheckFailed);
             }
         }
-        Command::Promote { wait } => {
+        Command::Promote {
+            wait,
+            adopt_timeline,
+        } => {
             let took = replica::promote(&server, Duration::from_secs(wait)).await?;
+            let timeline = replica::current_timeline(&server).await?;
             println!(
-                "{server} promoted in {:.1}s and accepts writes",
+                "{server} promoted in {:.1}s to timeline {timeline} and accepts writes",
                 took.as_secs_f64()
             );
+            if adopt_timeline {
+                let repo = cfdr_cli::open_repository(&config).await?;
+                WalArchive::new(repo.store().clone())
+                    .adopt_timeline(timeline)
+                    .await?;
+                println!("timeline {timeline} may archive into the repository now");
+            }
         }
     }
     Ok(Outcome::Ok)

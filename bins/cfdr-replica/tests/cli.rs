@@ -124,9 +124,46 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
     let out = replica(&url, &["promote"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("not a standby"), "{}", text(&out));
-    let out = replica(&standby.url("postgres"), &["promote", "--wait", "30"]);
+    // The promoted server is production now: its timeline may archive.
+    let repo_url = format!("file://{}/repo", dir.path().display());
+    let store = cfdr_storage::StorageOptions::from_url(repo_url.clone())
+        .build()
+        .unwrap();
+    cfdr_storage::Repository::init(store.clone()).await.unwrap();
+    let archive = cfdr_pg::wal::WalArchive::new(store);
+    // One archived segment of the primary makes the archive its own.
+    let segment: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let pushed = archive
+        .push(
+            &primary.data_dir.join("pg_wal").join(&segment),
+            &cfdr_pg::wal::PushOptions {
+                data_dir: Some(primary.data_dir.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(pushed, cfdr_pg::wal::Pushed::Stored { .. }));
+    let out = replica(
+        &standby.url("postgres"),
+        &[
+            "-r",
+            &repo_url,
+            "promote",
+            "--wait",
+            "30",
+            "--adopt-timeline",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("accepts writes"), "{}", text(&out));
+    assert!(
+        text(&out).contains("to timeline 2 and accepts writes"),
+        "{}",
+        text(&out)
+    );
     let mut promoted = standby.target("postgres").connect().await.unwrap();
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut promoted)

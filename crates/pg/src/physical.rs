@@ -515,8 +515,7 @@ pub async fn pitr(
         let mut conn = server.connect().await?;
         let row = sqlx::query(
             "SELECT pg_current_wal_lsn()::text,
-                    (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint,
-                    (SELECT timeline_id FROM pg_control_checkpoint())",
+                    (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint",
         )
         .fetch_one(&mut conn)
         .await
@@ -529,9 +528,7 @@ pub async fn pitr(
         report.last_replayed = row
             .get::<Option<i64>, _>(1)
             .and_then(|us| Timestamp::from_microsecond(us).ok());
-        report.timeline = row
-            .get::<Option<i32>, _>(2)
-            .and_then(|t| u32::try_from(t).ok());
+        report.timeline = Some(crate::replica::current_timeline(&server).await?);
         report.cluster = Some(cluster);
         if let Some(spool) = &req.prefetch_spool {
             // Recovery is over: prefetched segments are of no more use.

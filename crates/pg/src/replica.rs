@@ -182,3 +182,17 @@ pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<Duration> {
         .map_err(query_error("writing on the promoted server", standby))?;
     Ok(started.elapsed())
 }
+
+/// The timeline the server at `target` writes on now.
+pub async fn current_timeline(target: &PgTarget) -> Result<u32> {
+    let mut conn = target.connect().await?;
+    // The WAL being written names the timeline at once; pg_control's
+    // checkpoint timeline lags until the end-of-recovery checkpoint.
+    let file: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(query_error("reading the timeline", target))?;
+    file.get(..8)
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| Error::Config(format!("WAL file name {file:?} names no timeline")))
+}
