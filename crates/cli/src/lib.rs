@@ -1,6 +1,7 @@
 //! What every cfdr binary shares: the global flags, logging setup, config
 //! loading and the exit-code policy (0 success, 1 a check or objective
-//! failed, 2 usage or runtime error).
+//! failed or the work stopped part-way, 2 usage or runtime error, 3 another
+//! process holds the lock the command needs).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -64,8 +65,11 @@ pub async fn open_repository(config: &Config) -> anyhow::Result<Repository> {
 pub enum Outcome {
     /// Exit 0.
     Ok,
-    /// Exit 1: a verification or objective failed.
+    /// Exit 1: a verification or objective failed, or the work stopped
+    /// part-way (the command says what a re-run does).
     CheckFailed,
+    /// Exit 3: another process holds the lock; nothing was changed.
+    Busy,
 }
 
 /// Logs to stderr: warnings by default, more with each `-v`; `RUST_LOG`
@@ -99,6 +103,7 @@ where
     match runtime.block_on(work) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Ok(Outcome::Busy) => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -279,7 +279,10 @@ mod tests {
         for (bad, names) in [
             ("[retention.classes.database]\nkeep-daily = -3", "-3"),
             ("[retention.classes.database]\nkeep-dayly = 3", "keep-dayly"),
-            ("[retention.classes.audit-logs]\nkeep-within = '7 years'", "7 years"),
+            (
+                "[retention.classes.audit-logs]\nkeep-within = '7 years'",
+                "7 years",
+            ),
         ] {
             let err = Config::from_toml(bad).unwrap_err().to_string();
             assert!(err.contains(names), "{err}");
