@@ -148,7 +148,7 @@ pub async fn prune(repo: &Repository, config: &Config, options: &Options) -> Res
     let inventory = Inventory::read(repo).await?;
     let (mut report, pending) = decide(&inventory, config, options, at)?;
     report.deleted = execute::execute(store, &guard, &report.deletions, &pending).await?;
-    guard.release().await?;
+    guard.release().await;
     Ok(report)
 }
 
