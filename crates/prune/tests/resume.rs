@@ -66,9 +66,7 @@ async fn interrupted_prunes_finish_on_the_next_run() {
         let faults = FaultLayer::new(seed, rate, FaultMode::Fail, &[FaultOp::Delete]);
         let mut faulty_opts = loc.options.clone();
         faulty_opts.retry.max_retries = 0;
-        let faulty = faulty_opts
-            .build_with(move |op| op.layer(faults))
-            .unwrap();
+        let faulty = faulty_opts.build_with(move |op| op.layer(faults)).unwrap();
         let faulty_repo = Repository::open(faulty).await.unwrap();
         let first = prune(&faulty_repo, &config, &options).await;
         if let Err(e) = &first {
@@ -79,7 +77,10 @@ async fn interrupted_prunes_finish_on_the_next_run() {
             }
         }
         let second = prune(&repo, &config, &options).await.unwrap();
-        assert!(keys(&clean).await == expected, "seed {seed}: repository differs from the plan");
+        assert!(
+            keys(&clean).await == expected,
+            "seed {seed}: repository differs from the plan"
+        );
         assert!(!keys(&clean).await.contains(PENDING_KEY));
         if first.is_err() {
             assert!(second.deleted > 0, "seed {seed}");
@@ -89,7 +90,11 @@ async fn interrupted_prunes_finish_on_the_next_run() {
             .plan
             .decisions
             .iter()
-            .filter(|d| d.reasons.iter().any(|r| r.to_string() == "incomplete-in-grace"))
+            .filter(|d| {
+                d.reasons
+                    .iter()
+                    .any(|r| r.to_string() == "incomplete-in-grace")
+            })
             .count();
         all_kept_backups_verify(&repo, kept - in_grace).await;
     }

@@ -79,7 +79,7 @@ pub async fn write_history(
             _ => other_kinds[(i / 4) % other_kinds.len()],
         };
         let id = BackupId::new(started, kind)?;
-        let class = if i % 500 == 0 {
+        let class = if i % 500 == 100 {
             "archive"
         } else if i % 24 == 0 {
             "daily"
