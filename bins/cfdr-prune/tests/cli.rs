@@ -319,8 +319,11 @@ async fn killed_prunes_finish_on_the_next_run() {
 fn the_deploy_examples_use_real_flags() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for file in ["deploy/crontab", "deploy/kubernetes-cronjobs.yaml"] {
-        let text = std::fs::read_to_string(root.join(file)).unwrap();
-        let line = text.lines().find(|l| l.contains("cfdr-prune")).unwrap();
+        let body = std::fs::read_to_string(root.join(file)).unwrap();
+        let line = body
+            .lines()
+            .find(|l| l.contains("cfdr-prune") && l.contains("--"))
+            .unwrap();
         let args: Vec<String> = line
             .split("cfdr-prune")
             .nth(1)
@@ -331,7 +334,11 @@ fn the_deploy_examples_use_real_flags() {
             .collect();
         assert!(args.contains(&"--quiet".to_owned()), "{file}: {args:?}");
         // clap rejects unknown flags even with --help.
-        let out = Command::new(BIN).args(&args).arg("--help").output().unwrap();
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{file}: {args:?}: {}", text(&out));
     }
 }
