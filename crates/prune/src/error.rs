@@ -31,18 +31,18 @@ pub enum Error {
     Storage {
         /// What prune was doing.
         what: &'static str,
-        /// The storage error (names the key and the fix).
+        /// The storage error (names the key and the fix; boxed: it is large).
         #[source]
-        source: cfdr_storage::Error,
+        source: Box<cfdr_storage::Error>,
     },
     /// Another prune holds the repository lock (after waiting, if asked to).
     #[error(
         "another prune is running, nothing was deleted: {source}; retry later or pass --wait SECS"
     )]
     Locked {
-        /// The lock error, naming the holder and expiry.
+        /// The lock error, naming the holder and expiry (boxed: it is large).
         #[source]
-        source: cfdr_storage::Error,
+        source: Box<cfdr_storage::Error>,
     },
     /// Physical backups of one repository disagree on the WAL segment size.
     #[error(
@@ -86,7 +86,10 @@ impl Error {
     }
 
     pub(crate) fn storage(what: &'static str) -> impl FnOnce(cfdr_storage::Error) -> Error {
-        move |source| Error::Storage { what, source }
+        move |source| Error::Storage {
+            what,
+            source: Box::new(source),
+        }
     }
 }
 

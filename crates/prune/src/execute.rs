@@ -80,7 +80,9 @@ impl Guard {
                 Err(e @ cfdr_storage::Error::Locked { .. }) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(Error::Locked { source: e });
+                        return Err(Error::Locked {
+                            source: Box::new(e),
+                        });
                     }
                     tokio::time::sleep(left.min(Duration::from_millis(500))).await;
                 }
