@@ -66,11 +66,14 @@ async fn s3_prune() -> Result<()> {
     loc.options.compat.list_page_size = Some(200_000);
     let store = loc.options.build()?;
     let repo = Repository::init(store.clone()).await?;
-    let history = write_history(&store, &HistorySpec::new(2_500, 5_000)).await?;
-    let config = Config::with_policy(Policy {
+    let history = write_history(&store, &HistorySpec::new(2_700, 6_000)).await?;
+    // Keep little, so about 10,000 objects go: backups and the WAL before
+    // the newest archive (the oldest kept physical backup).
+    let mut config = Config::with_policy(Policy {
         keep_last: Count::Limited(10),
         ..Policy::default()
     });
+    config.classes.database_archive.keep_last = Count::Limited(1);
     let options = Options {
         at: Some(history.at),
         ..Options::default()
