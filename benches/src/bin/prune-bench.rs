@@ -1,5 +1,5 @@
 //! Retention benchmarks (see `benches/prune.sh`): planning time at 10k, 100k
-//! and 1M backups (plus as many WAL files), and a prune of ~10,000 objects
+//! and 1M backups (alone, then with as many WAL files), and a prune of ~10,000 objects
 //! on the S3 server with batch deletes.
 #![allow(clippy::print_stdout)]
 
