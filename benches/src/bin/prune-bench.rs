@@ -122,15 +122,18 @@ async fn main() -> Result<()> {
     );
     for n in args.plan {
         let (items, wal, at) = history(n);
-        let t = Instant::now();
-        let plan = cfdr_retention::plan(&items, &wal, &config, at)?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        std::hint::black_box(&plan);
-        println!(
-            "{n:>10} {:>12} {ms:>12.1} {:>14.0}",
-            wal.len(),
-            ms * 1e6 / (2 * n) as f64
-        );
+        for wal in [&[][..], &wal[..]] {
+            let t = Instant::now();
+            let plan = cfdr_retention::plan(&items, wal, &config, at)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            std::hint::black_box(&plan);
+            let inputs = (n + wal.len()) as f64;
+            println!(
+                "{n:>10} {:>12} {ms:>12.1} {:>14.0}",
+                wal.len(),
+                ms * 1e6 / inputs
+            );
+        }
     }
     if args.s3 {
         s3_prune().await?;
