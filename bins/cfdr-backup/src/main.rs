@@ -8,47 +8,11 @@ use anyhow::Result;
 use cfdr_cli::{Outcome, human_bytes};
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, LogicalDetails};
-use clap::{Parser, Subcommand};
+use cfdr_pg::physical::{self, PhysicalDetails, PhysicalOptions};
+use clap::Parser;
+use cli::{Cli, Command};
 
-/// Take and list PostgreSQL backups. Quiet on success (cron-friendly); the
-/// cause and exit 2 on failure.
-///
-/// Exit codes: 0 success, 2 usage or runtime error.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = "Examples (runbook schedule, see deploy/):\n  \
-    DATABASE_URL=postgres://backup@db/cryptofunk cfdr-backup logical --class hourly --summary\n  \
-    cfdr-backup list --json"
-)]
-struct Cli {
-    #[command(flatten)]
-    common: cfdr_cli::Common,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// pg_dump (custom format) streamed through the codec into the repository.
-    Logical {
-        /// Database (default: from DATABASE_URL / PGDATABASE).
-        #[arg(long)]
-        db: Option<String>,
-        /// Schedule class, for retention.
-        #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
-        class: String,
-        /// Print one summary line on success.
-        #[arg(long)]
-        summary: bool,
-    },
-    /// Backups with id, kind, class, size, age and database.
-    List {
-        /// Machine-readable output (the manifests).
-        #[arg(long)]
-        json: bool,
-    },
-}
+mod cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,14 +28,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
             if let Some(db) = db {
                 target = target.with_database(&db);
             }
-            let m = logical::backup(
-                &repo,
-                &target,
-                &class,
-                &config.pg,
-                &config.encode_options()?,
-            )
-            .await?;
+            let progress = cfdr_storage::Progress::new();
+            let encode = config.encode_options()?.with_progress(progress.clone());
+            let bar = cfdr_cli::ProgressBar::bytes("pg_dump", &progress);
+            let m = logical::backup(&repo, &target, &class, &config.pg, &encode).await?;
+            drop(bar);
             if summary || cli.common.verbose > 0 {
                 let d = LogicalDetails::of(&m)?;
                 let counts: Vec<String> = d
@@ -89,30 +50,71 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 );
             }
         }
+        Command::Physical { class, summary } => {
+            let progress = cfdr_storage::Progress::new();
+            let encode = config.encode_options()?.with_progress(progress.clone());
+            let bar = cfdr_cli::ProgressBar::bytes("pg_basebackup", &progress);
+            let opts = PhysicalOptions {
+                bin_dir: config.pg.bin_dir.clone(),
+                ..PhysicalOptions::default()
+            };
+            let m = physical::backup(&repo, &PgTarget::from_env()?, &class, &opts, &encode).await?;
+            drop(bar);
+            if summary || cli.common.verbose > 0 {
+                let d = PhysicalDetails::of(&m)?;
+                println!(
+                    "backup {} ({class}): {} in {:.1}s, timeline {} WAL {}..{}",
+                    m.id,
+                    human_bytes(m.stored_size()),
+                    m.duration().as_secs_f64(),
+                    d.wal.timeline,
+                    d.start_wal_file,
+                    d.stop_wal_file
+                );
+            }
+        }
         Command::List { json } => {
             let backups = repo.backups().await?;
+            let checks = repo.latest_checks().await?;
+            let now = jiff::Timestamp::now();
             if json {
-                println!("{}", serde_json::to_string_pretty(&backups)?);
+                // Each manifest with one extra field: its newest check.
+                let mut rows = Vec::new();
+                for m in &backups {
+                    let mut row = serde_json::to_value(m)?;
+                    row["verified"] = match checks.get(&m.id) {
+                        None => serde_json::Value::Null,
+                        Some(c) => serde_json::json!({
+                            "kind": c.kind, "time": c.time, "passed": c.passed,
+                        }),
+                    };
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(Outcome::Ok);
             }
-            let now = jiff::Timestamp::now();
             println!(
-                "{:<40} {:<9} {:<7} {:>10} {:>8}  DATABASE",
-                "ID", "KIND", "CLASS", "SIZE", "AGE"
+                "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} SOURCE",
+                "ID", "KIND", "CLASS", "SIZE", "AGE", "VERIFIED"
             );
             for m in &backups {
-                let age = now.duration_since(m.finished).as_secs() / 60;
-                let db = LogicalDetails::of(m)
-                    .map(|d| d.database)
-                    .unwrap_or_else(|_| "-".into());
-                let class = m.class.as_deref().unwrap_or("-");
+                // What it restores: a database, or a cluster's WAL range.
+                let db = match (LogicalDetails::of(m), PhysicalDetails::of(m)) {
+                    (Ok(d), _) => d.database,
+                    (_, Ok(d)) => format!(
+                        "timeline {} {}..{}",
+                        d.wal.timeline, d.wal.start, d.wal.stop
+                    ),
+                    _ => "-".into(),
+                };
                 println!(
-                    "{:<40} {:<9} {:<7} {:>10} {:>7}m  {db}",
+                    "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} {db}",
                     m.id,
                     m.kind,
-                    class,
+                    m.class.as_deref().unwrap_or("-"),
                     human_bytes(m.stored_size()),
-                    age
+                    cfdr_cli::human_age(now, m.finished),
+                    cfdr_cli::verified_state(now, checks.get(&m.id)),
                 );
             }
         }

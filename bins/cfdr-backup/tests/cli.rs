@@ -63,6 +63,48 @@ async fn logical_backup_is_quiet_then_listed_and_failures_exit_2() {
         .map(|m| m["class"].as_str().unwrap())
         .collect();
     assert_eq!(classes, ["hourly", "daily"]);
+    assert!(list[0]["verified"].is_null(), "{list}");
+
+    // A recorded check becomes the backup's verified state in both listings.
+    let hourly = cfdr_storage::BackupId::parse(list[0]["id"].as_str().unwrap()).unwrap();
+    let repository = cfdr_storage::Repository::open(
+        cfdr_storage::StorageOptions::from_url(repo.clone())
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    repository
+        .record_check(&cfdr_storage::CheckRecord {
+            backup: hourly.clone(),
+            kind: cfdr_storage::CheckKind::RestoreTest,
+            time: jiff::Timestamp::now(),
+            passed: true,
+            summary: "passed".into(),
+        })
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&cfdr(&["list"], "cryptofunk").stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("VERIFIED"), "{text}");
+    assert!(
+        lines[1].starts_with(hourly.as_str()) && lines[1].contains("restore-test ok 0s"),
+        "{text}"
+    );
+    assert!(lines[2].contains("never"), "{text}");
+    let out = cfdr(&["list", "--json"], "cryptofunk");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["verified"]["passed"], true, "{list}");
+    assert_eq!(list[0]["verified"]["kind"], "restore-test", "{list}");
+
+    // A physical backup needs WAL archiving: refused with the fix, nothing stored.
+    let out = cfdr(&["physical", "--class", "daily"], "postgres");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archive_mode") && err.contains("cfdr-wal push %p"),
+        "{err}"
+    );
 
     let out = cfdr(&["logical"], "no_such_db");
     assert_eq!(out.status.code(), Some(2));

@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Ok(report) => report,
         Err(e) if e.is_locked() => {
             eprintln!("error: {e}");
-            return Ok(Outcome::Busy);
+            return Ok(Outcome::Code(3));
         }
         Err(e) if e.is_partial() => {
             eprintln!("error: {e}");

@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 for (key, why) in &report.failures {
                     println!("  FAILED {key}: {why}");
                 }
+                repo.record_check(&report.check_record()).await?;
                 failed += usize::from(!report.is_ok());
             }
             return Ok(if failed == 0 {

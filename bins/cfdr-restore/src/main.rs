@@ -2,6 +2,7 @@
 // Binaries own the terminal: printing is their job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,52 +11,12 @@ use anyhow::Result;
 use cfdr_cli::Outcome;
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, RestoreRequest, Selector};
+use cfdr_pg::physical::{self, PitrRequest, RecoveryTarget};
 use cfdr_storage::BackupId;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Command, PitrTarget};
 
-/// Restore a backup into a NEW database, verify it against the manifest, and
-/// only with --swap make it the live one (the old one is kept, renamed).
-///
-/// Exit codes: 0 restored within the RTO, 1 restored but over the RTO,
-/// 2 usage or runtime error (nothing live was changed).
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = "Examples:\n  \
-    cfdr-restore logical --latest                      # into cryptofunk_restore_<id>\n  \
-    cfdr-restore logical --before 2026-11-06T14:30:00Z --swap\n  \
-    cfdr-restore logical 20261106T140000.000Z-logical-ab12 --target-db cf_check --jobs 2"
-)]
-struct Cli {
-    #[command(flatten)]
-    common: cfdr_cli::Common,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Restore a logical backup with pg_restore.
-    Logical {
-        /// Backup id (default: the latest).
-        id: Option<String>,
-        /// The latest backup (the default).
-        #[arg(long, conflicts_with_all = ["id", "before"])]
-        latest: bool,
-        /// The latest backup finished before this time (RFC 3339).
-        #[arg(long, conflicts_with = "id")]
-        before: Option<jiff::Timestamp>,
-        /// Database to create (default <db>_restore_<id>).
-        #[arg(long)]
-        target_db: Option<String>,
-        /// Make the restored database the live one; keep the old as <db>_before_<id>.
-        #[arg(long)]
-        swap: bool,
-        /// pg_restore parallel jobs (stages the dump in a temp file).
-        #[arg(long, default_value_t = 1)]
-        jobs: u32,
-    },
-}
+mod cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,44 +26,94 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<Outcome> {
     let config = cli.common.config()?;
     let repo = cfdr_cli::open_repository(&config).await?;
-    let Command::Logical {
-        id,
-        latest: _,
-        before,
-        target_db,
-        swap,
-        jobs,
-    } = cli.command;
-    let server = PgTarget::from_env()?;
-    let selector = match (id, before) {
-        (Some(id), _) => Selector::Id(BackupId::parse(&id)?),
-        (None, Some(t)) => Selector::Before(t),
-        (None, None) => Selector::Latest,
-    };
-    let manifest = logical::find(&repo, &selector, None).await?;
-    println!(
-        "restoring {} ({} stored)",
-        manifest.id,
-        cfdr_cli::human_bytes(manifest.stored_size())
-    );
     let identities = config.identities()?.map(Arc::new);
-    let req = RestoreRequest {
-        target_db,
-        swap,
-        jobs,
-        identities,
-        keep_failed: false,
-    };
-    let report = logical::restore(&repo, &server, &manifest, &config.pg, &req, |s| {
-        println!("  {:>7.2}s  {}", s.took.as_secs_f64(), s.name);
-    })
-    .await?;
     let rto = Duration::from_secs(config.pg.rto_secs);
-    let within = report.total <= rto;
+    let total = match cli.command {
+        Command::Logical {
+            id,
+            latest: _,
+            before,
+            target_db,
+            swap,
+            jobs,
+        } => {
+            let server = PgTarget::from_env()?;
+            let selector = match (id, before) {
+                (Some(id), _) => Selector::Id(BackupId::parse(&id)?),
+                (None, Some(t)) => Selector::Before(t),
+                (None, None) => Selector::Latest,
+            };
+            let manifest = logical::find(&repo, &selector, None).await?;
+            println!(
+                "restoring {} ({} stored)",
+                manifest.id,
+                cfdr_cli::human_bytes(manifest.stored_size())
+            );
+            let req = RestoreRequest {
+                target_db,
+                swap,
+                jobs,
+                identities,
+                keep_failed: false,
+            };
+            let report =
+                logical::restore(&repo, &server, &manifest, &config.pg, &req, print_step).await?;
+            println!("restored into {}", report.database);
+            report.total
+        }
+        Command::Pitr {
+            target,
+            data_dir,
+            force,
+            start,
+            archive,
+            prefetch,
+        } => {
+            let spool = data_dir.with_extension("wal-spool");
+            let req = PitrRequest {
+                target: recovery_target(target)?,
+                restore_command: restore_command(&cli.common, &spool, prefetch)?,
+                prefetch_spool: (prefetch > 0).then_some(spool),
+                data_dir,
+                force,
+                identities,
+                start,
+                archive,
+                rto,
+                bin_dir: config.pg.bin_dir.clone(),
+            };
+            let report = physical::pitr(&repo, &req, print_step).await?;
+            println!(
+                "restored base backup {} into {}",
+                report.backup.id,
+                req.data_dir.display()
+            );
+            match (&report.cluster, report.reached_lsn) {
+                (Some(c), Some(lsn)) => println!(
+                    "promoted on timeline {} at LSN {lsn}, last replayed commit {}; server running on port {}",
+                    report.timeline.unwrap_or_default(),
+                    report
+                        .last_replayed
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    c.port
+                ),
+                _ => println!(
+                    "start the server on this directory: it replays WAL to {} and promotes",
+                    req.target
+                ),
+            }
+            if let Some(mut cluster) = report.cluster {
+                // The report is what the caller wanted; the server keeps running.
+                cluster.detach();
+            }
+            report.total
+        }
+    };
+    let within = total <= rto;
     println!(
-        "restored into {} in {:.1}s ({} the database RTO of {}s)",
-        report.database,
-        report.total.as_secs_f64(),
+        "total {:.1}s ({} the database RTO of {}s)",
+        total.as_secs_f64(),
         if within { "within" } else { "OVER" },
         rto.as_secs()
     );
@@ -111,4 +122,44 @@ async fn run(cli: Cli) -> Result<Outcome> {
     } else {
         Outcome::CheckFailed
     })
+}
+
+fn print_step(s: &logical::Step) {
+    println!("  {:>7.2}s  {}", s.took.as_secs_f64(), s.name);
+}
+
+fn recovery_target(t: PitrTarget) -> Result<RecoveryTarget> {
+    Ok(match t {
+        PitrTarget {
+            to_time: Some(time),
+            ..
+        } => RecoveryTarget::Time(time),
+        PitrTarget {
+            to_lsn: Some(lsn), ..
+        } => RecoveryTarget::Lsn(lsn.parse()?),
+        PitrTarget {
+            to_xid: Some(xid), ..
+        } => RecoveryTarget::Xid(xid),
+        PitrTarget {
+            to_name: Some(name),
+            ..
+        } => RecoveryTarget::Name(name),
+        _ => RecoveryTarget::Latest,
+    })
+}
+
+/// `cfdr-wal fetch` from beside this binary, on the same repository and config.
+fn restore_command(common: &cfdr_cli::Common, spool: &Path, prefetch: u32) -> Result<String> {
+    let config = common
+        .config
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
+    Ok(physical::fetch_command(
+        &std::env::current_exe()?.with_file_name("cfdr-wal"),
+        config.as_deref(),
+        common.repository.as_deref(),
+        &std::path::absolute(spool)?,
+        prefetch,
+    ))
 }

@@ -50,3 +50,41 @@ async fn restores_latest_into_a_new_database_and_reports_steps() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn pitr_explains_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("file://{}/repo", dir.path().display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = cfdr_storage::StorageOptions::from_url(repo.clone())
+            .build()
+            .unwrap();
+        cfdr_storage::Repository::init(store).await.unwrap();
+    });
+    let pitr = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cfdr-restore"))
+            .args(["-r", &repo, "pitr"])
+            .args(args)
+            .env_remove("CFDR_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let data_dir = dir.path().join("pgdata");
+    let data_dir = data_dir.to_str().unwrap();
+
+    let out = pitr(&["--latest", "--data-dir", data_dir]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no physical base backup"), "{err}");
+
+    let out = pitr(&["--to-time", "2999-01-01T00:00:00Z", "--data-dir", data_dir]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in the future"));
+
+    // Exactly one target is required.
+    let out = pitr(&["--data-dir", data_dir]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = pitr(&["--latest", "--to-lsn", "0/3000000", "--data-dir", data_dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

@@ -26,6 +26,16 @@ async fn restore_test_passes_then_fails_on_a_damaged_backup() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains(&format!("{}: ok", m.id)), "{text}");
+    let repo = cfdr_storage::Repository::open(
+        cfdr_storage::StorageOptions::from_url(url).build().unwrap(),
+    )
+    .await
+    .unwrap();
+    let passed = repo.latest_checks().await.unwrap()[&m.id];
+    assert!(
+        passed.passed && passed.kind == cfdr_storage::CheckKind::RestoreTest,
+        "the passed test is recorded beside the backup: {passed:?}"
+    );
 
     let key = &m.objects[0].key;
     let path = repo_root.join(key);
@@ -40,4 +50,12 @@ async fn restore_test_passes_then_fails_on_a_damaged_backup() {
         text.contains("FAILED") && text.contains(key.as_str()),
         "{text}"
     );
+    let failed = repo.latest_checks().await.unwrap()[&m.id];
+    assert!(
+        !failed.passed && failed.time > passed.time,
+        "the failed test is now the backup's verified state: {failed:?}"
+    );
+    let records = repo.checks(&m.id).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records[1].summary.contains(key.as_str()), "{records:?}");
 }

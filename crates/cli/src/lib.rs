@@ -1,7 +1,6 @@
 //! What every cfdr binary shares: the global flags, logging setup, config
 //! loading and the exit-code policy (0 success, 1 a check or objective
-//! failed or the work stopped part-way, 2 usage or runtime error, 3 another
-//! process holds the lock the command needs).
+//! failed, 2 usage or runtime error).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -24,11 +23,13 @@
 #![allow(clippy::print_stderr)]
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cfdr_config::Config;
-use cfdr_storage::Repository;
+use cfdr_storage::{CheckOutcome, Progress, Repository};
 
 /// Flags every binary takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,11 +66,11 @@ pub async fn open_repository(config: &Config) -> anyhow::Result<Repository> {
 pub enum Outcome {
     /// Exit 0.
     Ok,
-    /// Exit 1: a verification or objective failed, or the work stopped
-    /// part-way (the command says what a re-run does).
+    /// Exit 1: a verification or objective failed.
     CheckFailed,
-    /// Exit 3: another process holds the lock; nothing was changed.
-    Busy,
+    /// Exit with this code, for commands whose caller defines the codes
+    /// (PostgreSQL treats a `restore_command` exit above 125 as fatal).
+    Code(u8),
 }
 
 /// Logs to stderr: warnings by default, more with each `-v`; `RUST_LOG`
@@ -103,7 +104,7 @@ where
     match runtime.block_on(work) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
-        Ok(Outcome::Busy) => ExitCode::from(3),
+        Ok(Outcome::Code(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -121,4 +122,108 @@ pub fn human_bytes(bytes: u64) -> String {
         v /= 1024.0;
     }
     format!("{v:.1} TiB")
+}
+
+/// How long ago `then` was, in the largest whole unit (`45s`, `12m`, `3h`, `9d`).
+pub fn human_age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
+    let secs = now.duration_since(then).as_secs().max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A backup's verified state for listings: `never`, or the newest check's
+/// kind, outcome and age (`restore-test ok 2d`, `checksums FAILED 3h`).
+pub fn verified_state(now: jiff::Timestamp, check: Option<&CheckOutcome>) -> String {
+    match check {
+        None => "never".into(),
+        Some(c) => format!(
+            "{} {} {}",
+            c.kind.name(),
+            if c.passed { "ok" } else { "FAILED" },
+            human_age(now, c.time)
+        ),
+    }
+}
+
+/// A live byte counter on stderr while long work runs, only when stderr is
+/// a terminal (cron and CI logs stay clean). Finishes when dropped.
+pub struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    /// Shows `what` with the bytes `progress` has counted, their rate and
+    /// the elapsed time. Must be called inside the tokio runtime.
+    pub fn bytes(what: &str, progress: &Progress) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {msg}: {bytes} ({bytes_per_sec}), {elapsed}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_owned());
+        let (ticking, count) = (bar.clone(), progress.clone());
+        let ticker = tokio::spawn(async move {
+            loop {
+                ticking.set_position(count.bytes());
+                ticking.tick();
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+        });
+        Self {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cfdr_storage::CheckKind;
+
+    #[test]
+    fn verified_state_reads_for_humans() {
+        let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        assert_eq!(verified_state(now, None), "never");
+        let check = CheckOutcome {
+            kind: CheckKind::RestoreTest,
+            time: "2026-11-24T11:00:00Z".parse().unwrap(),
+            passed: true,
+        };
+        assert_eq!(verified_state(now, Some(&check)), "restore-test ok 2d");
+        let check = CheckOutcome {
+            kind: CheckKind::Checksums,
+            time: "2026-11-26T11:59:15Z".parse().unwrap(),
+            passed: false,
+        };
+        assert_eq!(verified_state(now, Some(&check)), "checksums FAILED 45s");
+        assert_eq!(
+            human_age(now, "2026-11-26T09:30:00Z".parse().unwrap()),
+            "2h"
+        );
+    }
 }

@@ -14,6 +14,7 @@
 //! | `encryption.recipients-file` | `CFDR_AGE_RECIPIENTS_FILE` | none |
 //! | `encryption.identity-file` | `CFDR_AGE_IDENTITY_FILE` | none |
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
+//! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
 //! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
 //! time zone of bucket boundaries, the grace period of incomplete backups
@@ -129,6 +130,8 @@ pub struct Config {
     /// Retention policies applied by `cfdr-prune` (`[retention]`, with one
     /// `[retention.classes.<data class>]` table per overridden class).
     pub retention: cfdr_retention::Config,
+    /// WAL archiving (`cfdr-wal`).
+    pub wal: cfdr_pg::wal::WalOptions,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -196,6 +199,9 @@ impl Config {
         }
         if let Some(f) = env("CFDR_AGE_IDENTITY_FILE") {
             self.encryption.identity_file = Some(f.into());
+        }
+        if let Some(d) = env("CFDR_WAL_SPOOL") {
+            self.wal.spool_dir = d.into();
         }
         Ok(())
     }

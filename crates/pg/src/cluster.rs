@@ -40,6 +40,23 @@ fn chown_for_server(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Hands a restored data directory to the `postgres` user (when root).
+pub(crate) fn chown_tree(path: &Path) -> Result<()> {
+    if server_user()?.is_none() {
+        return Ok(());
+    }
+    chown_for_server(path)?;
+    if path.is_dir() && !path.is_symlink() {
+        let entries =
+            std::fs::read_dir(path).map_err(Error::io(format!("reading {}", path.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(format!("reading {}", path.display())))?;
+            chown_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 impl LocalCluster {
     /// Creates a new cluster in a fresh temp dir (removed on drop) with
     /// trust authentication for user `postgres`. Not started.
@@ -184,6 +201,12 @@ impl LocalCluster {
     /// The tools this cluster runs with.
     pub fn bin(&self) -> &PgBin {
         &self.bin
+    }
+
+    /// Leaves the server running when this handle is dropped (a restored
+    /// server handed over to the operator).
+    pub fn detach(&mut self) {
+        self.running = false;
     }
 }
 

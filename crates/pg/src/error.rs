@@ -81,6 +81,74 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// A WAL file belongs to another cluster than the repository's archive.
+    #[error(
+        "refusing {what}: the WAL archive at {repository} belongs to {archive}, this is {local}. Point archive_command/restore_command at this cluster's own repository; on a restored clone or test copy set archive_mode = off"
+    )]
+    WalIdentityMismatch {
+        /// What was refused (`push of 000000010000000000000003`).
+        what: String,
+        /// The repository.
+        repository: String,
+        /// The archive's cluster.
+        archive: String,
+        /// The local cluster or file.
+        local: String,
+    },
+    /// The archive holds different content under the same WAL file name.
+    #[error(
+        "refusing to overwrite {key}: the archive holds a different {file} (SHA-256 {stored}, this one {local}). Two clusters or a clone are archiving into one repository: find the second writer (cfdr-wal list) and stop it; nothing was overwritten"
+    )]
+    WalConflict {
+        /// The file name.
+        file: String,
+        /// The object key.
+        key: String,
+        /// SHA-256 recorded in the stored object.
+        stored: String,
+        /// SHA-256 of the local file.
+        local: String,
+    },
+    /// A timeline that the archive has not adopted tried to archive.
+    #[error(
+        "refusing {file}: timeline {timeline} is new to the WAL archive at {repository} (adopted: {adopted:?}). A promoted clone or PITR test copy must not archive here: set archive_mode = off on it. If this cluster is now production (failover, production PITR), run `cfdr-wal adopt-timeline {timeline}` once and PostgreSQL's next retry archives it"
+    )]
+    WalNewTimeline {
+        /// The file refused.
+        file: String,
+        /// Its timeline.
+        timeline: u32,
+        /// The repository.
+        repository: String,
+        /// Timelines the archive accepts.
+        adopted: Vec<u32>,
+    },
+    /// A stored WAL object fails verification.
+    #[error(
+        "WAL object {key} is damaged: {reason}. Nothing was handed to PostgreSQL; restore this file from another copy of the repository, or stop recovery before it"
+    )]
+    WalCorrupt {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local file is not what its WAL name says.
+    #[error("{file} is not a usable WAL file: {reason}")]
+    WalFile {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The asynchronous archiver could not store a file, or did not in time.
+    #[error("asynchronous archiving of {file}: {reason}")]
+    WalAsync {
+        /// The file.
+        file: String,
+        /// The worker's error or the timeout.
+        reason: String,
+    },
     /// The repository failed.
     #[error(transparent)]
     Storage(#[from] cfdr_storage::Error),
@@ -131,6 +199,46 @@ pub enum Error {
         restored: String,
         /// Why.
         reason: String,
+    },
+    /// The server is not set up for physical backups or PITR.
+    #[error("{setting} is {value:?} on {target}: {fix}")]
+    NotArchiving {
+        /// The setting (wal_level, archive_mode, archive_command).
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// host:port of the server.
+        target: String,
+        /// What to change.
+        fix: &'static str,
+    },
+    /// WAL a base backup needs did not reach the repository in time.
+    #[error(
+        "WAL segment {segment} needed by base backup {id} was not archived within {waited_secs}s: check archive_command and SELECT * FROM pg_stat_archiver; the backup was not committed"
+    )]
+    WalNotArchived {
+        /// The missing segment.
+        segment: String,
+        /// The backup.
+        id: String,
+        /// How long cfdr waited.
+        waited_secs: u64,
+    },
+    /// A point-in-time restore cannot reach its target.
+    #[error("point-in-time restore to {target}: {reason}")]
+    PitrTarget {
+        /// The target as given.
+        target: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The restore target directory holds files.
+    #[error(
+        "data directory {dir} is not empty: restore into an empty or new directory, or pass --force to delete its contents first"
+    )]
+    DataDirNotEmpty {
+        /// The directory.
+        dir: PathBuf,
     },
 }
 

@@ -11,6 +11,8 @@
 //! - [`logical`]: `pg_dump` custom format streamed through the codec into the
 //!   repository with snapshot-consistent row counts; restore into a new
 //!   database, verify, optional swap; the restore test.
+//! - [`wal`]: WAL archiving (`archive_command` / `restore_command`), the
+//!   archive's cluster identity, asynchronous push, prefetch, continuity.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,8 +32,11 @@ pub mod admin;
 mod cluster;
 mod error;
 pub mod logical;
+pub mod physical;
+pub mod replica;
 mod target;
 mod tools;
+pub mod wal;
 
 pub use cluster::{LocalCluster, free_port};
 pub use error::{Error, Result};

@@ -3,25 +3,22 @@
 //! optional name swap, and the restore test.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use cfdr_storage::{BackupId, EncodeOptions, Manifest, Repository, decode_to};
+use cfdr_storage::{
+    BackupId, CheckKind, CheckRecord, EncodeOptions, Manifest, Repository, decode_to,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::{Executor, Row};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-use tokio::process::{Child, ChildStdout};
 
 use crate::admin;
 use crate::error::{Error, Result};
 use crate::target::PgTarget;
-use crate::tools::PgBin;
+use crate::tools::{PgBin, ToolOutput};
 
 /// Kind recorded in manifests of logical backups.
 pub const KIND: &str = "logical";
@@ -45,6 +42,10 @@ pub struct LogicalOptions {
     pub smoke_query: String,
     /// Database RTO in seconds (runbook: 10 minutes).
     pub rto_secs: u64,
+    /// Server settings for the restore sessions (`name=value`, passed as
+    /// PGOPTIONS). The default lets index builds sort in memory, the largest
+    /// part of a restore after COPY.
+    pub restore_settings: Vec<String>,
 }
 
 impl Default for LogicalOptions {
@@ -61,6 +62,7 @@ impl Default for LogicalOptions {
             after_restore: None,
             smoke_query: "SELECT 1".into(),
             rto_secs: 600,
+            restore_settings: vec!["maintenance_work_mem=512MB".into()],
         }
     }
 }
@@ -149,7 +151,9 @@ pub async fn backup(
     let _ = conn.execute("ROLLBACK").await;
     if let Err(e) = stored {
         return Err(match e {
-            cfdr_storage::Error::Source { source, .. } => tool_error(source, "pg_dump"),
+            cfdr_storage::Error::Source { source, .. } => {
+                crate::tools::tool_error(source, "pg_dump")
+            }
             other => Error::Storage(other),
         });
     }
@@ -165,92 +169,6 @@ pub async fn backup(
         unreachable!("LogicalDetails serializes to an object")
     };
     Ok(writer.commit(map).await?)
-}
-
-fn tool_error(e: std::io::Error, tool: &str) -> Error {
-    match e.into_inner().map(|b| b.downcast::<Error>()) {
-        Some(Ok(err)) => *err,
-        Some(Err(other)) => Error::ToolFailed {
-            tool: tool.into(),
-            status: "read error".into(),
-            stderr: other.to_string(),
-        },
-        None => Error::ToolFailed {
-            tool: tool.into(),
-            status: "read error".into(),
-            stderr: String::new(),
-        },
-    }
-}
-
-type WaitFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-
-/// A tool's stdout that ends in an error unless the tool exits 0, so a
-/// killed or failing `pg_dump` can never look like a complete dump.
-struct ToolOutput {
-    stdout: ChildStdout,
-    wait: Option<WaitFuture>,
-    pending: Option<(Child, tokio::task::JoinHandle<String>, &'static str)>,
-}
-
-impl ToolOutput {
-    fn new(mut child: Child, tool: &'static str) -> Self {
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let collect = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut s) = stderr {
-                let mut buf = Vec::new();
-                let _ = (&mut s).take(64 << 10).read_to_end(&mut buf).await;
-                text = String::from_utf8_lossy(&buf).trim().to_owned();
-            }
-            text
-        });
-        Self {
-            // Present: spawned with Stdio::piped().
-            stdout: stdout.unwrap_or_else(|| unreachable!("stdout is piped")),
-            wait: None,
-            pending: Some((child, collect, tool)),
-        }
-    }
-}
-
-impl AsyncRead for ToolOutput {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.wait.is_none() {
-            let before = buf.filled().len();
-            match Pin::new(&mut self.stdout).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                    let Some((mut child, collect, tool)) = self.pending.take() else {
-                        return Poll::Ready(Ok(()));
-                    };
-                    self.wait = Some(Box::pin(async move {
-                        let status = child.wait().await?;
-                        let stderr = collect.await.unwrap_or_default();
-                        if status.success() {
-                            Ok(())
-                        } else {
-                            Err(std::io::Error::other(Error::ToolFailed {
-                                tool: tool.into(),
-                                status: status.to_string(),
-                                stderr,
-                            }))
-                        }
-                    }));
-                }
-                other => return other,
-            }
-        }
-        match self.wait.as_mut().map(|w| w.as_mut().poll(cx)) {
-            Some(Poll::Ready(result)) => Poll::Ready(result),
-            Some(Poll::Pending) => Poll::Pending,
-            None => Poll::Ready(Ok(())),
-        }
-    }
 }
 
 /// Which backup to restore.
@@ -303,6 +221,35 @@ pub struct Step {
     pub name: String,
     /// How long it took.
     pub took: Duration,
+}
+
+/// Collects timed steps, reporting each to a callback as it completes.
+pub(crate) struct Steps<'a, F> {
+    list: Vec<Step>,
+    on_step: &'a mut F,
+}
+
+impl<'a, F: FnMut(&Step)> Steps<'a, F> {
+    pub(crate) fn new(on_step: &'a mut F) -> Self {
+        Self {
+            list: Vec::new(),
+            on_step,
+        }
+    }
+
+    /// Records `name` as done, having started at `since`.
+    pub(crate) fn done(&mut self, name: String, since: Instant) {
+        let s = Step {
+            name,
+            took: since.elapsed(),
+        };
+        (self.on_step)(&s);
+        self.list.push(s);
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Step> {
+        self.list
+    }
 }
 
 /// Restore settings beyond [`LogicalOptions`].
@@ -368,28 +315,19 @@ pub async fn restore(
         .target_db
         .clone()
         .unwrap_or_else(|| format!("{live}_restore_{}", short_id(&manifest.id)));
-    let mut steps = Vec::new();
-    let mut step = |name: String, t: Instant, steps: &mut Vec<Step>| {
-        let s = Step {
-            name,
-            took: t.elapsed(),
-        };
-        on_step(&s);
-        steps.push(s);
-    };
+    let mut steps = Steps::new(&mut on_step);
 
     let t = Instant::now();
     admin::create_database(server, &target_db).await?;
-    step(format!("create database {target_db}"), t, &mut steps);
+    steps.done(format!("create database {target_db}"), t);
 
     let restored = server.with_database(&target_db);
     let outcome = async {
         let t = Instant::now();
         load_dump(repo, &restored, manifest, opts, req).await?;
-        step(
+        steps.done(
             format!("download, verify and pg_restore {}", manifest.id),
             t,
-            &mut steps,
         );
         let t = Instant::now();
         // The runbook's extensions, where the source had them and the
@@ -402,7 +340,7 @@ pub async fn restore(
             .cloned()
             .collect();
         let ext = admin::ensure_extensions(&restored, &wanted).await?;
-        step(
+        steps.done(
             format!(
                 "extensions ({})",
                 if ext.is_empty() {
@@ -412,11 +350,10 @@ pub async fn restore(
                 }
             ),
             t,
-            &mut steps,
         );
         let t = Instant::now();
         check(&restored, manifest, &details, opts).await?;
-        step("verify tables and row counts".into(), t, &mut steps);
+        steps.done("verify tables and row counts".into(), t);
         Ok::<_, Error>(ext)
     }
     .await;
@@ -454,20 +391,19 @@ pub async fn restore(
         admin::rename_database(server, &target_db, &live).await?;
         database = live.clone();
         run_hook("after_restore", opts.after_restore.as_deref()).await?;
-        step(
+        steps.done(
             format!(
                 "swap: {database} is live, previous kept as {}",
                 previous.as_deref().unwrap_or("-")
             ),
             t,
-            &mut steps,
         );
     }
     Ok(RestoreReport {
         id: manifest.id.clone(),
         database,
         previous,
-        steps,
+        steps: steps.into_vec(),
         total: started.elapsed(),
         extensions,
     })
@@ -489,6 +425,14 @@ async fn load_dump(
     cmd.args(["--exit-on-error", "--no-password", "--dbname"])
         .arg(&restored.database)
         .envs(restored.tool_env());
+    if !opts.restore_settings.is_empty() {
+        let options: Vec<String> = opts
+            .restore_settings
+            .iter()
+            .map(|s| format!("-c {}", s.replace(' ', "\\ ")))
+            .collect();
+        cmd.env("PGOPTIONS", options.join(" "));
+    }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
 
     if req.jobs > 1 {
@@ -655,5 +599,23 @@ pub async fn restore_test(
         }
         Err(e) => result.failure = Some(e.to_string()),
     }
+    // The outcome is kept beside the backup: `cfdr-backup list` shows it.
+    repo.record_check(&result.check_record()).await?;
     Ok(result)
+}
+
+impl RestoreTest {
+    /// The record of this test stored beside the backup.
+    pub fn check_record(&self) -> CheckRecord {
+        CheckRecord {
+            backup: self.id.clone(),
+            kind: CheckKind::RestoreTest,
+            time: Timestamp::now(),
+            passed: self.failure.is_none(),
+            summary: match &self.failure {
+                None => format!("passed: {}", self.passed.join(", ")),
+                Some(why) => format!("failed after [{}]: {why}", self.passed.join(", ")),
+            },
+        }
+    }
 }

@@ -77,7 +77,10 @@ impl PgTarget {
         }
     }
 
-    /// From a `postgres://user:pass@host:port/db` URL.
+    /// From a `postgres://user:pass@host:port/db` URL. As with libpq, `host`
+    /// and `port` query parameters override the authority (a socket folder:
+    /// `postgres:///db?host=/var/run/postgresql`), and user and password are
+    /// percent-decoded.
     pub fn from_url(raw: &str) -> Result<Self> {
         let url = Url::parse(raw)
             .map_err(|e| Error::Config(format!("DATABASE_URL is not a URL: {e}")))?;
@@ -87,16 +90,34 @@ impl PgTarget {
                 url.scheme()
             )));
         }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let user = if url.username().is_empty() {
             "postgres".to_owned()
         } else {
-            url.username().to_owned()
+            decode(url.username())
         };
-        let database = url.path().trim_start_matches('/').to_owned();
+        let database = decode(url.path().trim_start_matches('/'));
+        let mut host = url.host_str().unwrap_or("localhost").to_owned();
+        let mut port = url.port().unwrap_or(5432);
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "host" => host = value.into_owned(),
+                "port" => {
+                    port = value.parse().map_err(|_| {
+                        Error::Config(format!("DATABASE_URL port {value:?} is not a number"))
+                    })?
+                }
+                _ => {}
+            }
+        }
         Ok(Self {
-            host: url.host_str().unwrap_or("localhost").to_owned(),
-            port: url.port().unwrap_or(5432),
-            password: url.password().map(str::to_owned),
+            host,
+            port,
+            password: url.password().map(decode),
             database: if database.is_empty() {
                 user.clone()
             } else {
@@ -164,5 +185,11 @@ mod tests {
         assert!(!format!("{t:?}").contains("s3cret"));
         assert!(t.tool_env().contains(&("PGPASSWORD", "s3cret".into())));
         assert!(PgTarget::from_url("mysql://x/y").is_err());
+        // libpq-style socket folder and port in the query; encoded password.
+        let t = PgTarget::from_url("postgresql:///trading?host=/run/pg&port=5433").unwrap();
+        assert_eq!(t.to_string(), "postgres@/run/pg:5433/trading");
+        let t = PgTarget::from_url("postgres://app:p%40ss%2Fw@db/x").unwrap();
+        assert!(t.tool_env().contains(&("PGPASSWORD", "p@ss/w".into())));
+        assert!(PgTarget::from_url("postgres://db/x?port=high").is_err());
     }
 }

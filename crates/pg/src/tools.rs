@@ -1,11 +1,16 @@
 //! Finding PostgreSQL's client and server programs, and running them as the
 //! `postgres` OS user when cfdr runs as root (initdb and postgres refuse root).
 
+use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::process::{Child, ChildStdout, Command};
 
 use crate::error::{Error, Result};
 
@@ -153,6 +158,105 @@ pub(crate) async fn run(mut cmd: Command, tool: &str) -> Result<String> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+type WaitFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A tool's stdout that ends in an error unless the tool exits 0, so a
+/// killed or failing `pg_dump` can never look like a complete dump.
+pub(crate) struct ToolOutput {
+    stdout: ChildStdout,
+    wait: Option<WaitFuture>,
+    pending: Option<(Child, tokio::task::JoinHandle<String>, &'static str)>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ToolOutput {
+    pub(crate) fn new(mut child: Child, tool: &'static str) -> Self {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let kept = Arc::new(Mutex::new(String::new()));
+        let keep = kept.clone();
+        let collect = tokio::spawn(async move {
+            let mut text = String::new();
+            if let Some(mut s) = stderr {
+                let mut buf = Vec::new();
+                let _ = (&mut s).take(64 << 10).read_to_end(&mut buf).await;
+                text = String::from_utf8_lossy(&buf).trim().to_owned();
+            }
+            if let Ok(mut k) = keep.lock() {
+                k.clone_from(&text);
+            }
+            text
+        });
+        Self {
+            // Present: spawned with Stdio::piped().
+            stdout: stdout.unwrap_or_else(|| unreachable!("stdout is piped")),
+            wait: None,
+            pending: Some((child, collect, tool)),
+            stderr: kept,
+        }
+    }
+
+    /// The tool's stderr (first 64 KiB), complete once the output ended.
+    pub(crate) fn stderr(&self) -> Arc<Mutex<String>> {
+        self.stderr.clone()
+    }
+}
+
+impl AsyncRead for ToolOutput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.wait.is_none() {
+            let before = buf.filled().len();
+            match Pin::new(&mut self.stdout).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    let Some((mut child, collect, tool)) = self.pending.take() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    self.wait = Some(Box::pin(async move {
+                        let status = child.wait().await?;
+                        let stderr = collect.await.unwrap_or_default();
+                        if status.success() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other(Error::ToolFailed {
+                                tool: tool.into(),
+                                status: status.to_string(),
+                                stderr,
+                            }))
+                        }
+                    }));
+                }
+                other => return other,
+            }
+        }
+        match self.wait.as_mut().map(|w| w.as_mut().poll(cx)) {
+            Some(Poll::Ready(result)) => Poll::Ready(result),
+            Some(Poll::Pending) => Poll::Pending,
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The error behind a failed read of a tool's output (see [`ToolOutput`]).
+pub(crate) fn tool_error(e: std::io::Error, tool: &str) -> Error {
+    match e.into_inner().map(|b| b.downcast::<Error>()) {
+        Some(Ok(err)) => *err,
+        Some(Err(other)) => Error::ToolFailed {
+            tool: tool.into(),
+            status: "read error".into(),
+            stderr: other.to_string(),
+        },
+        None => Error::ToolFailed {
+            tool: tool.into(),
+            status: "read error".into(),
+            stderr: String::new(),
+        },
+    }
 }
 
 #[cfg(test)]

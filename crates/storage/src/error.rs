@@ -194,14 +194,6 @@ pub enum Error {
         /// Time until expiry.
         remaining: Duration,
     },
-    /// A name cannot be placed in the WAL archive layout.
-    #[error("cannot store WAL file {name:?}: {reason}")]
-    InvalidWalName {
-        /// The file name.
-        name: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// A lock this process held was taken over after it expired.
     #[error("lock {name} was lost (taken over after expiry); the protected work must be redone")]
     LockLost {

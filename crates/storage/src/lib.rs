@@ -35,6 +35,7 @@
 //! # }).unwrap();
 //! ```
 
+mod checks;
 pub mod codec;
 mod error;
 mod location;
@@ -46,7 +47,11 @@ pub mod secret_bundles;
 mod selftest;
 pub mod wal_archive;
 
-pub use codec::{CodecInfo, Compression, EncodeOptions, StoredObject, decode_to, encode_to};
+pub use checks::{CheckKind, CheckOutcome, CheckRecord};
+pub use codec::{
+    CodecInfo, Compression, EncodeOptions, Progress, StoredObject, decode_reader, decode_to,
+    encode_into, encode_to,
+};
 pub use error::{Error, Result};
 pub use location::{
     AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,

@@ -618,7 +618,13 @@ impl ObjectWriter {
                 if let Some(parent) = dest.parent() {
                     tokio::fs::create_dir_all(parent).await?;
                 }
-                tokio::fs::hard_link(&*tmp, &*dest).await
+                tokio::fs::hard_link(&*tmp, &*dest).await?;
+                // The new name must survive a crash too: callers such as WAL
+                // archiving delete their source once this returns.
+                if let Some(parent) = dest.parent() {
+                    tokio::fs::File::open(parent).await?.sync_all().await?;
+                }
+                Ok::<(), std::io::Error>(())
             }
             .await;
             let _ = tokio::fs::remove_file(&*tmp).await;

@@ -4,6 +4,7 @@
 //! cfdr.json                          format version, id, creation time
 //! backups/<id>/<object>...           data objects of one backup
 //! backups/<id>/manifest.json         written last, create-only: the commit
+//! backups/<id>/checks/<time>-...json check records (see crate::checks)
 //! locks/<name>/<generation>.json     lease locks (see crate::lock)
 //! ```
 //!
@@ -114,7 +115,7 @@ impl BackupId {
     }
 }
 
-fn parse_id_time(s: &str) -> Option<Timestamp> {
+pub(crate) fn parse_id_time(s: &str) -> Option<Timestamp> {
     let t = s.strip_suffix('Z')?;
     let dt = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.f", t).ok()?;
     dt.to_zoned(jiff::tz::TimeZone::UTC)
@@ -217,6 +218,25 @@ impl VerifyReport {
     /// Whether every object verified.
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// The record of this verification, to store beside the backup.
+    pub fn check_record(&self) -> crate::CheckRecord {
+        crate::CheckRecord {
+            backup: self.id.clone(),
+            kind: crate::CheckKind::Checksums,
+            time: Timestamp::now(),
+            passed: self.is_ok(),
+            summary: format!(
+                "{} objects ok, {} failed{}",
+                self.verified,
+                self.failures.len(),
+                self.failures
+                    .iter()
+                    .map(|(key, why)| format!("; {key}: {why}"))
+                    .collect::<String>()
+            ),
+        }
     }
 }
 
@@ -551,14 +571,14 @@ impl BackupWriter {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail; fall back to "{}" rather than panic.
     let mut v = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
     v.push(b'\n');
     v
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T> {
     serde_json::from_slice(raw).map_err(|e| Error::InvalidDocument {
         key: key.to_owned(),
         reason: e.to_string(),

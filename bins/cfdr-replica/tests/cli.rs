@@ -1,0 +1,144 @@
+//! cfdr-replica against real PostgreSQL 15 clusters: a SCRAM replication
+//! role, a standby made with a slot, its lag, and a promotion that takes
+//! writes.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use cfdr_pg::LocalCluster;
+use sqlx::Row;
+
+fn replica(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cfdr-replica"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("CFDR_REPLICATION_PASSWORD", "s3cret-repl")
+        .env_remove("CFDR_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_a_standby_reports_its_lag_and_promotes_it() {
+    let primary = match cfdr_testing::pg::cryptofunk_cluster("cryptofunk", 5, 200).await {
+        Ok(c) => c,
+        Err(e) => {
+            return cfdr_testing::missing::<()>(
+                &format!("PostgreSQL 15 ({e})"),
+                "cfdr-replica cli",
+            )
+            .unwrap_or(());
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The standby's folder must be reachable by the postgres OS user.
+    let base = dir.path().join("standby-home");
+    std::fs::create_dir(&base).unwrap();
+    if cfdr_pg::server_user().unwrap().is_some() {
+        assert!(
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .arg(&base)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let standby_dir = base.join("data");
+    let url = primary.url("postgres");
+
+    let out = replica(
+        &url,
+        &[
+            "create",
+            "--role",
+            "replicator",
+            "--slot",
+            "standby1",
+            "--data-dir",
+            standby_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("s3cret-repl"),
+        "the password is never printed"
+    );
+    let mut conn = primary.target("postgres").connect().await.unwrap();
+    let row = sqlx::query(
+        "SELECT rolreplication, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'replicator'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        row.get::<bool, _>(0) && row.get::<bool, _>(1),
+        "a REPLICATION role with a SCRAM verifier"
+    );
+    assert!(standby_dir.join("standby.signal").exists());
+    let slot: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'standby1'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(slot, 1);
+
+    let mut standby = LocalCluster::existing(primary.bin(), &standby_dir, &standby_dir).unwrap();
+    standby.start(&[]).await.unwrap();
+    sqlx::query("CREATE TABLE written_after_create AS SELECT 42 AS x")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        let out = replica(&url, &["status", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        listed = serde_json::from_slice(&out.stdout).unwrap();
+        if listed[0]["state"] == "streaming" && listed[0]["lag_bytes"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed[0]["state"], "streaming", "{listed}");
+    assert_eq!(listed[0]["lag_bytes"], 0, "{listed}");
+    // A lag limit of -1 byte cannot be met: exit 1, for cron.
+    assert_eq!(
+        replica(&url, &["status", "--max-lag-bytes=-1"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Promoting the primary is refused; promoting the standby works.
+    let out = replica(&url, &["promote"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not a standby"), "{}", text(&out));
+    let out = replica(&standby.url("postgres"), &["promote", "--wait", "30"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("accepts writes"), "{}", text(&out));
+    let mut promoted = standby.target("postgres").connect().await.unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut promoted)
+        .await
+        .unwrap();
+    assert!(!in_recovery);
+    let x: i32 = sqlx::query_scalar("SELECT x FROM written_after_create")
+        .fetch_one(&mut promoted)
+        .await
+        .unwrap();
+    assert_eq!(
+        x, 42,
+        "what the primary wrote after create reached the standby"
+    );
+}

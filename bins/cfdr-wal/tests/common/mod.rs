@@ -1,0 +1,246 @@
+//! Shared setup: a repository the `postgres` user can write, a config file
+//! for `cfdr-wal`, and a cluster that archives with it.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cfdr_pg::{LocalCluster, PgBin};
+use cfdr_testing::{Backend, TestLocation};
+use sqlx::Row;
+
+/// The built binary.
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_cfdr-wal")
+}
+
+/// Gives `path` (recursively) to the PostgreSQL OS user when running as root.
+pub fn give_to_postgres(path: &Path) {
+    if cfdr_pg::server_user().unwrap().is_some() {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown {}", path.display());
+    }
+}
+
+/// A repository on `backend`, initialised, with a config file and a spool
+/// folder that PostgreSQL's archive_command can use.
+pub struct Setup {
+    pub loc: TestLocation,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub spool: PathBuf,
+    pub store: cfdr_storage::Store,
+}
+
+impl Setup {
+    pub async fn new(backend: Backend, test: &str) -> Option<Setup> {
+        let loc = TestLocation::new(backend, test)?;
+        let store = loc.options.build().unwrap();
+        cfdr_storage::Repository::init(store.clone()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cfdr.toml");
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let setup = Setup {
+            loc,
+            dir,
+            config,
+            spool,
+            store,
+        };
+        setup.write_config(None);
+        give_to_postgres(setup.dir.path());
+        if let Some(root) = setup.fs_root() {
+            give_to_postgres(&root);
+        }
+        Some(setup)
+    }
+
+    /// The repository folder of an fs location.
+    pub fn fs_root(&self) -> Option<PathBuf> {
+        (self.loc.backend == Backend::Fs).then(|| PathBuf::from(&self.store.location().bucket))
+    }
+
+    /// Writes the config file; `endpoint` overrides the S3 endpoint (a
+    /// closed port simulates an outage).
+    pub fn write_config(&self, endpoint: Option<&str>) {
+        let o = &self.loc.options;
+        let mut text = format!(
+            "[repository]\nurl = {:?}\n[repository.retry]\nmax-retries = 1\nmin-delay-ms = 50\nmax-delay-ms = 100\n[repository.timeout]\ncall-secs = 5\nio-secs = 5\n[wal]\nspool-dir = {:?}\nworker-idle-secs = 3\npush-timeout-secs = 20\n",
+            o.url.clone().unwrap(),
+            self.spool.display().to_string()
+        );
+        if self.loc.backend == Backend::S3 {
+            text.push_str(&format!(
+                "[repository.s3]\nendpoint = {:?}\nregion = {:?}\n",
+                endpoint
+                    .map(str::to_owned)
+                    .or(o.s3.endpoint.clone())
+                    .unwrap(),
+                o.s3.region.clone().unwrap_or("us-east-1".into())
+            ));
+        }
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Environment for `cfdr-wal` (S3 test credentials).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let o = &self.loc.options.s3;
+        match (&o.access_key_id, &o.secret_access_key) {
+            (Some(k), Some(s)) => vec![
+                ("AWS_ACCESS_KEY_ID".into(), k.clone()),
+                ("AWS_SECRET_ACCESS_KEY".into(), s.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// `archive_command` for this setup.
+    pub fn archive_command(&self, extra: &str) -> String {
+        let env: Vec<String> = self.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "env {} {} --config {} push {extra} %p",
+            env.join(" "),
+            exe(),
+            self.config.display()
+        )
+    }
+
+    /// Runs `cfdr-wal ARGS` (as the current user) in `cwd`.
+    pub fn run(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(exe())
+            .current_dir(cwd)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .envs(self.env())
+            .env_remove("CFDR_REPOSITORY")
+            .output()
+            .unwrap()
+    }
+
+    pub fn archive(&self) -> cfdr_pg::wal::WalArchive {
+        cfdr_pg::wal::WalArchive::new(self.store.clone())
+    }
+}
+
+/// PostgreSQL 15's programs, or `None` (a failure under scripts/test).
+pub async fn pg_bin(test: &str) -> Option<PgBin> {
+    let dir = std::env::var("CFDR_TEST_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into());
+    match PgBin::locate(Some(Path::new(&dir)), None).await {
+        Ok(b) => Some(b),
+        Err(e) => cfdr_testing::missing(
+            &format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"),
+            test,
+        ),
+    }
+}
+
+/// A new cluster whose postgresql.conf archives with `archive_command`.
+pub async fn archiving_cluster(bin: &PgBin, archive_command: &str) -> LocalCluster {
+    let mut cluster = LocalCluster::init_temp(bin).await.unwrap();
+    let conf = cluster.data_dir.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!(
+        "\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\n",
+        archive_command.replace('\'', "''")
+    ));
+    std::fs::write(&conf, text).unwrap();
+    cluster.start(&[]).await.unwrap();
+    cluster
+}
+
+/// Writes some rows and switches WAL `n` times; returns the names of the
+/// segments completed by the switches.
+pub async fn make_wal(cluster: &LocalCluster, n: usize) -> Vec<String> {
+    let mut conn = cluster.target("postgres").connect().await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS t (id serial, v text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for i in 0..n {
+        sqlx::query("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT pg_walfile_name(pg_switch_wal())")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        names.push(row.get::<String, _>(0));
+        let _ = i;
+    }
+    names
+}
+
+/// `(archived_count, failed_count, last_archived_wal)` of pg_stat_archiver.
+pub async fn archiver(cluster: &LocalCluster) -> (i64, i64, Option<String>) {
+    let mut conn = cluster.target("postgres").connect().await.unwrap();
+    let row =
+        sqlx::query("SELECT archived_count, failed_count, last_archived_wal FROM pg_stat_archiver")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Waits until `file` was archived (pg_wal/archive_status/<file>.done).
+pub async fn wait_archived(cluster: &LocalCluster, file: &str, secs: u64) {
+    let done = cluster
+        .data_dir
+        .join("pg_wal/archive_status")
+        .join(format!("{file}.done"));
+    for _ in 0..secs * 10 {
+        if done.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(cluster.data_dir.with_extension("log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    panic!(
+        "{file} not archived within {secs} s; archiver {:?}; server log tail:\n{}",
+        archiver(cluster).await,
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Every archived file in pg_wal matches the archive byte for byte; returns
+/// how many were compared.
+pub async fn assert_archive_matches(setup: &Setup, cluster: &LocalCluster) -> usize {
+    let status = cluster.data_dir.join("pg_wal/archive_status");
+    let archive = setup.archive();
+    let out = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for e in std::fs::read_dir(&status).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(file) = name.strip_suffix(".done") else {
+            continue;
+        };
+        let local = cluster.data_dir.join("pg_wal").join(file);
+        let Ok(original) = std::fs::read(&local) else {
+            continue;
+        };
+        let dest = out.path().join(file);
+        let got = archive
+            .fetch(file, &dest, &Default::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(got, cfdr_pg::wal::Fetched::Restored { .. }),
+            "{file}: {got:?}"
+        );
+        assert!(
+            std::fs::read(&dest).unwrap() == original,
+            "{file} differs from pg_wal"
+        );
+        compared += 1;
+    }
+    compared
+}
