@@ -16,6 +16,10 @@
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
+//! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
+//! time zone of bucket boundaries, the grace period of incomplete backups
+//! and one policy per data class, defaulting to the DR runbook.
+//!
 //! Secrets never live in the file: credentials come from each cloud's own
 //! variables and chains, age identities from a 0600 file or a variable.
 //!
@@ -123,6 +127,9 @@ pub struct Config {
     pub pg: cfdr_pg::logical::LogicalOptions,
     /// Incident records, SLAs and notifications.
     pub incident: cfdr_incident::IncidentConfig,
+    /// Retention policies applied by `cfdr-prune` (`[retention]`, with one
+    /// `[retention.classes.<data class>]` table per overridden class).
+    pub retention: cfdr_retention::Config,
     /// WAL archiving (`cfdr-wal`).
     pub wal: cfdr_pg::wal::WalOptions,
 }
@@ -258,6 +265,34 @@ mod tests {
         // Credentials may not be put in the file.
         let err = Config::from_toml("[repository.s3]\nsecret-access-key = 'x'").unwrap_err();
         assert!(err.to_string().contains("secret-access-key"), "{err}");
+    }
+
+    #[test]
+    fn retention_section_overrides_one_class() {
+        let cfg = Config::from_toml(
+            "[retention]\ntime-zone = 'Europe/Zurich'\n[retention.classes.database]\nkeep-daily = 7\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.retention.time_zone, "Europe/Zurich");
+        assert_eq!(
+            cfg.retention.classes.database.keep_daily,
+            cfdr_retention::Count::Limited(7)
+        );
+        assert_eq!(
+            cfg.retention.classes.audit_logs,
+            cfdr_retention::DataClassPolicies::default().audit_logs
+        );
+        for (bad, names) in [
+            ("[retention.classes.database]\nkeep-daily = -3", "-3"),
+            ("[retention.classes.database]\nkeep-dayly = 3", "keep-dayly"),
+            (
+                "[retention.classes.audit-logs]\nkeep-within = '7 years'",
+                "7 years",
+            ),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{err}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`Repository`]: `cfdr.json`, time-sortable [`BackupId`]s, backups
 //!   committed by writing `manifest.json` last, listing and verification.
 //! - [`Lease`]: a lease lock with takeover of expired holders.
+//! - [`wal_archive`]: where WAL files live (`wal/...`) and listing them.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -59,8 +60,8 @@ pub use location::{
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
 pub use repo::{
-    BACKUPS_PREFIX, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover, MANIFEST_NAME,
-    Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
+    BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover,
+    MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
 };
 pub use secret_bundles::{SecretManifest, SecretStore};
 pub use selftest::{SelfTestReport, sample_data};

@@ -191,6 +191,11 @@ pub struct CompatOptions {
     pub conditional_create: bool,
     /// Batch deletes. Off: one request per object.
     pub batch_delete: bool,
+    /// Keys asked for per listing request (S3 `max-keys`, ...); the
+    /// backend's default (1,000 on S3) when unset. Servers cap it at their
+    /// own maximum. Emulators that walk the whole bucket for every page
+    /// (s3s-fs) list large repositories much faster with a big page.
+    pub list_page_size: Option<u32>,
 }
 
 impl Default for CompatOptions {
@@ -199,6 +204,7 @@ impl Default for CompatOptions {
             multipart: true,
             conditional_create: true,
             batch_delete: true,
+            list_page_size: None,
         }
     }
 }
@@ -397,6 +403,12 @@ impl StorageOptions {
         compat.conditional_create =
             param_bool(&loc, "conditional-create", compat.conditional_create)?;
         compat.batch_delete = param_bool(&loc, "batch-delete", compat.batch_delete)?;
+        if let Some(v) = loc.params.get("list-page-size") {
+            compat.list_page_size = Some(v.parse().map_err(|_| Error::InvalidOption {
+                option: "list-page-size".into(),
+                reason: format!("{v:?} is not a positive number"),
+            })?);
+        }
         let (op, endpoint) = self.base_operator(&loc)?;
         let op = inject(op)
             .layer(LoggingLayer::default())

@@ -294,12 +294,11 @@ impl Store {
     /// Lists every object under `prefix` (recursively), following the
     /// backend's pages. Keys are relative to the repository root, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let mut lister = self
-            .op
-            .lister_with(prefix)
-            .recursive(true)
-            .await
-            .map_err(|e| self.map_err("list", prefix, e))?;
+        let mut lister = self.op.lister_with(prefix).recursive(true);
+        if let Some(n) = self.compat.list_page_size {
+            lister = lister.limit(n.max(1) as usize);
+        }
+        let mut lister = lister.await.map_err(|e| self.map_err("list", prefix, e))?;
         let mut out = Vec::new();
         while let Some(entry) = lister.next().await {
             let entry = entry.map_err(|e| self.map_err("list", prefix, e))?;

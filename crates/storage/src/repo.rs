@@ -31,6 +31,8 @@ pub const CONFIG_KEY: &str = "cfdr.json";
 pub const BACKUPS_PREFIX: &str = "backups/";
 /// Name of the commit object inside a backup folder.
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// How many manifests [`Repository::manifests`] reads at once.
+const MANIFEST_READS: usize = 32;
 /// Version of cfdr recorded in documents it writes.
 pub const TOOL_VERSION: &str = concat!("cfdr ", env!("CARGO_PKG_VERSION"));
 
@@ -105,6 +107,11 @@ impl BackupId {
     /// The folder holding this backup's objects.
     pub fn prefix(&self) -> String {
         format!("{BACKUPS_PREFIX}{}/", self.0)
+    }
+
+    /// The key of this backup's manifest.
+    pub fn manifest_key(&self) -> String {
+        format!("{}{MANIFEST_NAME}", self.prefix())
     }
 }
 
@@ -181,6 +188,19 @@ pub struct Leftover {
     pub keys: Vec<String>,
     /// Their total size.
     pub size: u64,
+}
+
+/// One folder under `backups/`: a committed backup or a leftover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupFolder {
+    /// The backup id (the folder name).
+    pub id: BackupId,
+    /// Every object key in the folder, manifest included, sorted.
+    pub keys: Vec<String>,
+    /// Their total stored size.
+    pub size: u64,
+    /// Whether `manifest.json` exists.
+    pub committed: bool,
 }
 
 /// Result of verifying one backup.
@@ -332,16 +352,23 @@ impl Repository {
 
     /// Manifests of committed backups, oldest first.
     pub async fn backups(&self) -> Result<Vec<Manifest>> {
-        let mut out = Vec::new();
-        for id in self.backup_ids().await? {
-            out.push(self.manifest(&id).await?);
-        }
-        Ok(out)
+        self.manifests(&self.backup_ids().await?).await
+    }
+
+    /// Reads the manifests of `ids`, in that order. Reads run concurrently:
+    /// one at a time, 10,000 manifests on S3 take minutes.
+    pub async fn manifests(&self, ids: &[BackupId]) -> Result<Vec<Manifest>> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(ids)
+            .map(|id| self.manifest(id))
+            .buffered(MANIFEST_READS)
+            .try_collect()
+            .await
     }
 
     /// Reads one manifest.
     pub async fn manifest(&self, id: &BackupId) -> Result<Manifest> {
-        let key = format!("{}{MANIFEST_NAME}", id.prefix());
+        let key = id.manifest_key();
         let raw = self.store.get(&key).await?;
         let m: Manifest = from_json(&key, &raw)?;
         if &m.id != id {
@@ -360,6 +387,45 @@ impl Repository {
             .into_iter()
             .filter(|l| l.id.time() < older_than)
             .collect())
+    }
+
+    /// Every backup folder, committed or not, with all its object keys, from
+    /// one listing of `backups/`, oldest first. Folders whose name is not a
+    /// backup id are skipped (and logged).
+    pub async fn folders(&self) -> Result<Vec<BackupFolder>> {
+        let mut by_id: BTreeMap<String, BackupFolder> = BTreeMap::new();
+        let mut foreign = BTreeSet::new();
+        for meta in self.store.list(BACKUPS_PREFIX).await? {
+            let rest = &meta.key[BACKUPS_PREFIX.len().min(meta.key.len())..];
+            let Some((raw_id, name)) = rest.split_once('/') else {
+                continue;
+            };
+            if !by_id.contains_key(raw_id) {
+                let Ok(id) = BackupId::parse(raw_id) else {
+                    foreign.insert(raw_id.to_owned());
+                    continue;
+                };
+                let folder = BackupFolder {
+                    id,
+                    keys: Vec::new(),
+                    size: 0,
+                    committed: false,
+                };
+                by_id.insert(raw_id.to_owned(), folder);
+            }
+            if let Some(folder) = by_id.get_mut(raw_id) {
+                folder.keys.push(meta.key.clone());
+                folder.size += meta.size;
+                folder.committed |= name == MANIFEST_NAME;
+            }
+        }
+        if !foreign.is_empty() {
+            tracing::warn!(
+                ?foreign,
+                "ignoring folders under backups/ that are not cfdr backup ids"
+            );
+        }
+        Ok(by_id.into_values().collect())
     }
 
     /// Reads every object of a backup back and checks size and SHA-256.
@@ -392,36 +458,18 @@ impl Repository {
 
     /// Lists `backups/` once and splits it into committed ids and leftovers.
     async fn scan(&self) -> Result<(Vec<BackupId>, Vec<Leftover>)> {
-        let mut by_id: BTreeMap<String, (Vec<String>, u64, bool)> = BTreeMap::new();
-        for meta in self.store.list(BACKUPS_PREFIX).await? {
-            let rest = &meta.key[BACKUPS_PREFIX.len().min(meta.key.len())..];
-            let Some((id, name)) = rest.split_once('/') else {
-                continue;
-            };
-            let entry = by_id.entry(id.to_owned()).or_default();
-            entry.0.push(meta.key.clone());
-            entry.1 += meta.size;
-            entry.2 |= name == MANIFEST_NAME;
-        }
         let mut complete = Vec::new();
         let mut incomplete = Vec::new();
-        let mut foreign = BTreeSet::new();
-        for (raw_id, (keys, size, committed)) in by_id {
-            let Ok(id) = BackupId::parse(&raw_id) else {
-                foreign.insert(raw_id);
-                continue;
-            };
-            if committed {
-                complete.push(id);
+        for folder in self.folders().await? {
+            if folder.committed {
+                complete.push(folder.id);
             } else {
-                incomplete.push(Leftover { id, keys, size });
+                incomplete.push(Leftover {
+                    id: folder.id,
+                    keys: folder.keys,
+                    size: folder.size,
+                });
             }
-        }
-        if !foreign.is_empty() {
-            tracing::warn!(
-                ?foreign,
-                "ignoring folders under backups/ that are not cfdr backup ids"
-            );
         }
         Ok((complete, incomplete))
     }
@@ -515,7 +563,7 @@ impl BackupWriter {
             objects: self.objects,
             details,
         };
-        let key = format!("{}{MANIFEST_NAME}", self.id.prefix());
+        let key = self.id.manifest_key();
         self.store
             .create_if_absent(&key, to_json(&manifest))
             .await?;

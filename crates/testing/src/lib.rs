@@ -16,6 +16,7 @@
 //! ```
 
 mod fault;
+pub mod history;
 pub mod pg;
 
 pub use fault::{FaultLayer, FaultMode, FaultOp};
