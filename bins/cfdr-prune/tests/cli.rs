@@ -249,6 +249,18 @@ async fn a_held_lock_exits_3_and_wait_gets_through() {
 async fn killed_prunes_finish_on_the_next_run() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_251_126);
     let mut killed_mid_run = 0;
+    // Kill times follow this machine's speed: a timed full prune of the same
+    // fixture, then kills spread over its later part (reading and planning
+    // come first and delete nothing).
+    let calibration = fixture(200, 2_000).await;
+    let t = Instant::now();
+    let out = prune(
+        &calibration.url,
+        Some(&calibration.config),
+        &["--quiet", "--at", &calibration.at],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let full_ms = (t.elapsed().as_millis() as u64).max(50);
     for trial in 0..20 {
         let f = fixture(200, 2_000).await;
         let (gone, report) = planned(&prune(
@@ -269,7 +281,7 @@ async fn killed_prunes_finish_on_the_next_run() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let delay = Duration::from_millis(rng.random_range(0..1_500));
+        let delay = Duration::from_millis(rng.random_range(full_ms * 3 / 10..full_ms));
         tokio::time::sleep(delay).await;
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap();
