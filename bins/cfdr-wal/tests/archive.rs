@@ -1,7 +1,7 @@
 //! A real PostgreSQL 15 cluster archives through `cfdr-wal push %p` into a
 //! local folder and the S3 server, synchronously and asynchronously; every
 //! segment arrives and decodes to exactly what PostgreSQL wrote.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
 
