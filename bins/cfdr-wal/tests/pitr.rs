@@ -222,6 +222,18 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
     commit_trades(&db, 1..=10).await;
     flush_archive(&primary).await;
 
+    // A base backup on timeline 1, which prune removes below.
+    let repo = Repository::open(setup.store.clone()).await.unwrap();
+    let old_base = physical::backup(
+        &repo,
+        &db,
+        "daily",
+        &PhysicalOptions::default(),
+        &EncodeOptions::default(),
+    )
+    .await
+    .unwrap();
+
     // A streaming standby with a slot, created the way cfdr-replica does.
     let standby_dir = setup.dir.path().join("standby");
     replica::create(&bin, &db, &standby_dir, "standby1")
@@ -252,7 +264,6 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
     setup.archive().adopt_timeline(2).await.unwrap();
     commit_trades(&new_primary, 21..=30).await;
 
-    let repo = Repository::open(setup.store.clone()).await.unwrap();
     let base = physical::backup(
         &repo,
         &new_primary,
@@ -270,6 +281,29 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
     sql(&new_primary, "SELECT pg_create_restore_point('tl2_point')").await;
     commit_trades(&new_primary, 41..=45).await;
     flush_archive(&standby).await;
+
+    // Prune to the newest base backup: the timeline-1 backup and the WAL
+    // before the PITR window go; what the kept backup needs stays.
+    let wal_before = setup.archive().list().await.unwrap().len();
+    let config = cfdr_retention::Config::with_policy(cfdr_retention::Policy {
+        keep_last: cfdr_retention::Count::Limited(1),
+        ..cfdr_retention::Policy::default()
+    });
+    cfdr_prune::prune(&repo, &config, &cfdr_prune::Options::default())
+        .await
+        .unwrap();
+    let kept: Vec<_> = repo
+        .backups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(kept, vec![base.id.clone()], "{} pruned", old_base.id);
+    assert!(
+        setup.archive().list().await.unwrap().len() < wal_before,
+        "old WAL pruned"
+    );
 
     let report = restore(
         &repo,
