@@ -7,6 +7,19 @@ use sqlx::{Connection, Executor, Row};
 use crate::error::{Error, Result};
 use crate::target::PgTarget;
 
+/// Maps a driver error of `what` on `target` to [`Error::Query`].
+pub(crate) fn query_error(
+    what: &'static str,
+    target: &PgTarget,
+) -> impl FnOnce(sqlx::Error) -> Error + use<> {
+    let database = target.database.clone();
+    move |e| Error::Query {
+        what: what.into(),
+        database,
+        reason: e.to_string(),
+    }
+}
+
 /// Quotes an identifier for SQL (`"name"` with inner quotes doubled).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

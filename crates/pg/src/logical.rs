@@ -113,21 +113,16 @@ pub async fn backup(
     let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(version_num / 10_000)).await?;
 
     let mut conn = target.connect().await?;
-    let q = |what: &'static str| {
-        let database = target.database.clone();
-        move |e: sqlx::Error| Error::Query {
-            what: what.into(),
-            database,
-            reason: e.to_string(),
-        }
-    };
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
-        .map_err(q("starting the snapshot transaction"))?;
+        .map_err(admin::query_error(
+            "starting the snapshot transaction",
+            target,
+        ))?;
     let snapshot: String = sqlx::query("SELECT pg_export_snapshot()")
         .fetch_one(&mut conn)
         .await
-        .map_err(q("exporting the snapshot"))?
+        .map_err(admin::query_error("exporting the snapshot", target))?
         .get(0);
     let tables = admin::user_tables(&mut conn, target).await?;
     let row_counts = admin::row_counts(&mut conn, target, &opts.watched_tables).await?;

@@ -24,6 +24,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::admin;
 use crate::cluster::{LocalCluster, chown_tree};
 use crate::error::{Error, Result};
 pub use crate::logical::Step;
@@ -100,14 +101,6 @@ pub struct ServerFacts {
 /// not archive WAL (a base backup without its WAL restores nothing).
 pub async fn archiving_server(target: &PgTarget) -> Result<ServerFacts> {
     let mut conn = target.connect().await?;
-    let q = |what: &'static str| {
-        let database = target.database.clone();
-        move |e: sqlx::Error| Error::Query {
-            what: what.into(),
-            database,
-            reason: e.to_string(),
-        }
-    };
     let row = sqlx::query(
         "SELECT current_setting('wal_level'), current_setting('archive_mode'),
                 current_setting('archive_command'),
@@ -117,7 +110,7 @@ pub async fn archiving_server(target: &PgTarget) -> Result<ServerFacts> {
     )
     .fetch_one(&mut conn)
     .await
-    .map_err(q("reading the archiving settings"))?;
+    .map_err(admin::query_error("reading the archiving settings", target))?;
     let (wal_level, archive_mode, archive_command): (String, String, String) =
         (row.get(0), row.get(1), row.get(2));
     let server = format!("{}:{}", target.host, target.port);

@@ -16,20 +16,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::{Executor, Row};
 
-use crate::admin::quote_ident;
+use crate::admin::{query_error, quote_ident};
 use crate::cluster::chown_tree;
 use crate::error::{Error, Result};
 use crate::target::PgTarget;
 use crate::tools::{PgBin, run};
-
-fn query_error(what: &'static str, target: &PgTarget) -> impl FnOnce(sqlx::Error) -> Error {
-    let database = target.database.clone();
-    move |e| Error::Query {
-        what: what.into(),
-        database,
-        reason: e.to_string(),
-    }
-}
 
 /// Creates (or updates the password of) a replication role on `primary`.
 /// The password travels as a bind-free literal inside one statement the
