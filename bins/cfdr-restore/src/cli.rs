@@ -43,8 +43,10 @@ pub(crate) enum Command {
         /// Make the restored database the live one; keep the old as <db>_before_<id>.
         #[arg(long)]
         swap: bool,
-        /// pg_restore parallel jobs (stages the dump in a temp file).
-        #[arg(long, default_value_t = 1)]
+        /// Sessions loading rows at once (default: one per CPU core). Above 1
+        /// the stored dump is read three times (schema, data, indexes),
+        /// never staged on disk; 1: a single pg_restore.
+        #[arg(long, default_value_t = default_jobs())]
         jobs: u32,
     },
     /// Point-in-time recovery: the newest base backup before the target,
@@ -92,4 +94,8 @@ pub(crate) struct PitrTarget {
     /// Replay all archived WAL.
     #[arg(long)]
     pub(crate) latest: bool,
+}
+
+fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u32)
 }

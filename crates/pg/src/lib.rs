@@ -34,6 +34,7 @@ mod error;
 pub mod logical;
 pub mod physical;
 pub mod replica;
+mod restore_stream;
 mod target;
 mod tools;
 pub mod wal;

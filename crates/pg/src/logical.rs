@@ -8,15 +8,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cfdr_storage::{
-    BackupId, CheckKind, CheckRecord, EncodeOptions, Manifest, Repository, decode_to,
-};
+use cfdr_storage::{BackupId, CheckKind, CheckRecord, EncodeOptions, Manifest, Repository};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::{Executor, Row};
 
 use crate::admin;
 use crate::error::{Error, Result};
+use crate::restore_stream::Load;
 use crate::target::PgTarget;
 use crate::tools::{PgBin, ToolOutput};
 
@@ -254,8 +253,9 @@ pub struct RestoreRequest {
     pub target_db: Option<String>,
     /// Swap names afterwards: live becomes `<db>_before_<id>`.
     pub swap: bool,
-    /// pg_restore parallel jobs (> 1 stages the dump in a temp file, since
-    /// pg_restore cannot run in parallel from a pipe).
+    /// Sessions loading rows at once. Above 1 the stored dump is read three
+    /// times (schema, data dealt out to the sessions, indexes), never
+    /// staged on disk; 0 or 1: one pg_restore reads it once.
     pub jobs: u32,
     /// Identities for encrypted backups.
     pub identities: Option<Arc<cfdr_secrets::Identities>>,
@@ -318,12 +318,10 @@ pub async fn restore(
 
     let restored = server.with_database(&target_db);
     let outcome = async {
-        let t = Instant::now();
-        load_dump(repo, &restored, manifest, opts, req).await?;
-        steps.done(
-            format!("download, verify and pg_restore {}", manifest.id),
-            t,
-        );
+        load_dump(repo, &restored, manifest, opts, req, |name, t| {
+            steps.done(name, t)
+        })
+        .await?;
         let t = Instant::now();
         // The runbook's extensions, where the source had them and the
         // server offers them (a dump may lack CREATE EXTENSION when the
@@ -410,63 +408,24 @@ async fn load_dump(
     manifest: &Manifest,
     opts: &LogicalOptions,
     req: &RestoreRequest,
+    done: impl FnMut(String, Instant),
 ) -> Result<()> {
-    let obj = manifest.objects.first().ok_or_else(|| Error::NoBackup {
+    let object = manifest.objects.first().ok_or_else(|| Error::NoBackup {
         what: format!("object in {}", manifest.id),
     })?;
     let (version_num, _) = admin::server_version(restored).await?;
     let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(version_num / 10_000)).await?;
-    let mut cmd = bin.command("pg_restore", false)?;
-    cmd.args(["--exit-on-error", "--no-password", "--dbname"])
-        .arg(&restored.database)
-        .envs(restored.tool_env());
-    if !opts.restore_settings.is_empty() {
-        let options: Vec<String> = opts
-            .restore_settings
-            .iter()
-            .map(|s| format!("-c {}", s.replace(' ', "\\ ")))
-            .collect();
-        cmd.env("PGOPTIONS", options.join(" "));
+    Load {
+        store: repo.store(),
+        object,
+        identities: req.identities.clone(),
+        bin: &bin,
+        target: restored,
+        settings: &opts.restore_settings,
+        jobs: req.jobs,
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-
-    if req.jobs > 1 {
-        // pg_restore runs jobs in parallel only from a file it can seek.
-        let staged = tempfile::NamedTempFile::new()
-            .map_err(Error::io("staging the dump for parallel pg_restore"))?;
-        let mut file = tokio::fs::File::create(staged.path())
-            .await
-            .map_err(Error::io("staging the dump"))?;
-        decode_to(repo.store(), obj, req.identities.clone(), &mut file).await?;
-        cmd.arg(format!("--jobs={}", req.jobs)).arg(staged.path());
-        return crate::tools::run(cmd, "pg_restore").await.map(|_| ());
-    }
-    cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| Error::Config("pg_restore stdin".into()))?;
-    let fed = decode_to(repo.store(), obj, req.identities.clone(), &mut stdin).await;
-    drop(stdin);
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(Error::io("waiting for pg_restore"))?;
-    // A storage error (checksum, truncation, key) is the cause even when
-    // pg_restore also failed on the cut-off input.
-    match fed {
-        Err(cfdr_storage::Error::Sink { .. }) | Ok(_) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if !out.status.success() {
-        return Err(Error::ToolFailed {
-            tool: "pg_restore".into(),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    .run(done)
+    .await
 }
 
 async fn check(

@@ -75,13 +75,25 @@ async fn round_trip(backend: Backend, test: &str) {
         .await
         .unwrap();
     let source = cluster.target(DB);
+    // A table several times the 1 MiB slice a parallel restore deals out
+    // per session, so its rows really are split between sessions.
+    sqlx::query(
+        "CREATE TABLE public.fills AS SELECT g AS id, repeat(md5(g::text), 2) || E'\\\\.\\t\\n' AS note FROM generate_series(1, 60000) g",
+    )
+    .execute(&mut source.connect().await.unwrap())
+    .await
+    .unwrap();
     let want_schema = schema_only(&cluster, DB).await;
     let want_data = content_fingerprint(&source).await.unwrap();
     let opts = LogicalOptions::default();
     let (recipients, identities) = keys();
 
+    // One session (a single pg_restore) and the parallel passes, across
+    // the codecs.
+    let mut jobs = [1, 3, 2, 1].into_iter();
     for compression in [Compression::Gzip, Compression::Zstd] {
         for encrypted in [false, true] {
+            let jobs = jobs.next().unwrap_or(2);
             let mut encode = EncodeOptions::new(compression);
             encode.recipients = encrypted.then(|| recipients.clone());
             let manifest = logical::backup(&repo, &source, "hourly", &opts, &encode)
@@ -95,6 +107,7 @@ async fn round_trip(backend: Backend, test: &str) {
 
             let req = RestoreRequest {
                 identities: encrypted.then(|| identities.clone()),
+                jobs,
                 ..Default::default()
             };
             let report = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
@@ -105,12 +118,12 @@ async fn round_trip(backend: Backend, test: &str) {
             assert_eq!(
                 schema_only(&cluster, &report.database).await,
                 want_schema,
-                "{compression:?} encrypted={encrypted}"
+                "{compression:?} encrypted={encrypted} jobs={jobs}"
             );
             assert_eq!(
                 content_fingerprint(&restored).await.unwrap(),
                 want_data,
-                "{compression:?} encrypted={encrypted}"
+                "{compression:?} encrypted={encrypted} jobs={jobs}"
             );
             cfdr_pg::admin::drop_database(&source, &report.database)
                 .await
@@ -243,10 +256,16 @@ async fn failures_are_clear_and_leave_no_manifest_or_damage() {
     let mut flipped = stored.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x20;
-    for damaged in [flipped, stored[..stored.len() / 2].to_vec()] {
+    for (damaged, jobs) in [
+        (flipped.clone(), 1),
+        (flipped, 2),
+        (stored[..stored.len() / 2].to_vec(), 1),
+        (stored[..stored.len() / 2].to_vec(), 2),
+    ] {
         repo.store().put(&key, damaged).await.unwrap();
         let req = RestoreRequest {
             target_db: Some("cryptofunk_damaged".into()),
+            jobs,
             ..Default::default()
         };
         let err = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})

@@ -1,0 +1,632 @@
+//! Feeds a stored custom-format dump to `pg_restore` straight from the
+//! repository: no staging file, bounded memory.
+//!
+//! With one job, one `pg_restore` reads the whole stream. With more, the
+//! object is read in three passes, because `pg_restore --jobs` needs a file
+//! it can seek:
+//! 1. `pg_restore --section=pre-data` creates the schema; it reads only the
+//!    table of contents at the front, so the download stops there;
+//! 2. `pg_restore --section=data --file=-` turns the archive into its SQL
+//!    script; the rows of every `COPY` block are dealt out in 1 MiB slices
+//!    to `jobs` sessions copying into the same table at once (COPY parsing
+//!    in the server is the bulk of a restore and runs on one core per
+//!    session); everything else in the script (sequence values, large
+//!    objects) goes to `psql` in order. This pass reads the whole object and
+//!    so verifies its checksum;
+//! 3. `pg_restore --section=post-data` builds indexes and constraints.
+//!
+//! Rows of a table larger than one slice are loaded in an interleaved
+//! physical order; the rows themselves are identical.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use cfdr_secrets::Identities;
+use cfdr_storage::{Store, StoredObject, decode_to};
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::target::PgTarget;
+use crate::tools::PgBin;
+
+/// Rows are handed to the copy sessions in slices of about this size.
+const SLICE: usize = 1 << 20;
+/// Slices queued per copy session (bounds memory to jobs x (QUEUE + 1) MiB).
+const QUEUE: usize = 2;
+
+/// What and where to restore.
+pub(crate) struct Load<'a> {
+    pub store: &'a Store,
+    pub object: &'a StoredObject,
+    pub identities: Option<Arc<Identities>>,
+    pub bin: &'a PgBin,
+    pub target: &'a PgTarget,
+    /// `name=value` server settings for every restore session.
+    pub settings: &'a [String],
+    pub jobs: u32,
+}
+
+impl Load<'_> {
+    /// Restores the dump; `done` is told each pass with its start time.
+    pub(crate) async fn run(&self, mut done: impl FnMut(String, Instant)) -> Result<()> {
+        if self.jobs <= 1 {
+            let t = Instant::now();
+            self.pg_restore_pass(&[], true).await?;
+            done("pg_restore (one session)".into(), t);
+            return Ok(());
+        }
+        let t = Instant::now();
+        self.pg_restore_pass(&["--section=pre-data"], false).await?;
+        done("schema (pre-data)".into(), t);
+        let t = Instant::now();
+        self.data_pass().await?;
+        done(format!("data ({} copy sessions)", self.jobs), t);
+        let t = Instant::now();
+        self.pg_restore_pass(&["--section=post-data"], false)
+            .await?;
+        done("indexes and constraints (post-data)".into(), t);
+        Ok(())
+    }
+
+    fn tool(&self, program: &str) -> Result<Command> {
+        let mut cmd = self.bin.command(program, false)?;
+        cmd.envs(self.target.tool_env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !self.settings.is_empty() {
+            let options: Vec<String> = self
+                .settings
+                .iter()
+                .map(|s| format!("-c {}", s.replace(' ', "\\ ")))
+                .collect();
+            cmd.env("PGOPTIONS", options.join(" "));
+        }
+        Ok(cmd)
+    }
+
+    fn pg_restore(&self, args: &[&str]) -> Result<Command> {
+        let mut cmd = self.tool("pg_restore")?;
+        cmd.args(["--exit-on-error", "--no-password"]).args(args);
+        Ok(cmd)
+    }
+
+    /// One `pg_restore -d` over the stream. `whole`: the pass must see the
+    /// whole object, so its checksum is verified even when pg_restore stops
+    /// reading before the end.
+    async fn pg_restore_pass(&self, args: &[&str], whole: bool) -> Result<()> {
+        let mut cmd = self.pg_restore(args)?;
+        cmd.arg("--dbname").arg(&self.target.database);
+        let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
+        let stdin = child.stdin.take();
+        let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
+        let out = out.map_err(Error::io("waiting for pg_restore"))?;
+        let ended_early = settle(fed)?;
+        failed_tool("pg_restore", &out)?;
+        if ended_early && whole {
+            self.verify().await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the object into `sink`; Ok(true) when the reader closed the
+    /// pipe before the end (normal for the passes that read only the
+    /// table of contents).
+    async fn feed(
+        &self,
+        sink: Option<tokio::process::ChildStdin>,
+    ) -> std::result::Result<bool, cfdr_storage::Error> {
+        let Some(mut sink) = sink else {
+            return Ok(true);
+        };
+        let r = decode_to(self.store, self.object, self.identities.clone(), &mut sink).await;
+        drop(sink);
+        match r {
+            Ok(_) => Ok(false),
+            Err(cfdr_storage::Error::Sink { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and checks the whole object without restoring it.
+    async fn verify(&self) -> Result<()> {
+        decode_to(
+            self.store,
+            self.object,
+            self.identities.clone(),
+            &mut tokio::io::sink(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn data_pass(&self) -> Result<()> {
+        let mut restore = self.pg_restore(&["--section=data", "--file=-"])?;
+        restore.stdout(Stdio::piped());
+        let mut restore = restore
+            .spawn()
+            .map_err(Error::io("cannot start pg_restore"))?;
+        let mut psql = self.tool("psql")?;
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d"])
+            .arg(&self.target.database);
+        let mut psql = psql.spawn().map_err(Error::io("cannot start psql"))?;
+
+        let script = restore.stdout.take();
+        let statements = psql.stdin.take();
+        let restore_stdin = restore.stdin.take();
+        let split = async {
+            match (script, statements) {
+                (Some(script), Some(statements)) => {
+                    split_script(script, statements, self.target, self.settings, self.jobs).await
+                }
+                _ => Err(Error::Config("pg_restore/psql pipes".into())),
+            }
+        };
+        let (fed, split, restored, psql) = tokio::join!(
+            self.feed(restore_stdin),
+            split,
+            restore.wait_with_output(),
+            psql.wait_with_output()
+        );
+        // The cause, when several parts fail: the stored object (checksum,
+        // truncation, key), then what pg_restore or psql said (a session
+        // writing to a dead psql only sees a closed pipe), then the copy
+        // sessions, then a silent pg_restore (killed by the closed pipe
+        // when a session failed).
+        let ended_early = settle(fed)?;
+        let restored = restored.map_err(Error::io("waiting for pg_restore"))?;
+        let psql = psql.map_err(Error::io("waiting for psql"))?;
+        if !restored.stderr.is_empty() {
+            failed_tool("pg_restore", &restored)?;
+        }
+        failed_tool("psql", &psql)?;
+        split?;
+        failed_tool("pg_restore", &restored)?;
+        if ended_early {
+            self.verify().await?;
+        }
+        Ok(())
+    }
+}
+
+fn settle(fed: std::result::Result<bool, cfdr_storage::Error>) -> Result<bool> {
+    fed.map_err(Error::Storage)
+}
+
+fn failed_tool(tool: &str, out: &std::process::Output) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::ToolFailed {
+        tool: tool.into(),
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
+/// `COPY t (cols) FROM stdin;` opens a data block in pg_restore's script.
+fn copy_statement(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+    let stmt = text.strip_suffix(';')?;
+    (stmt.starts_with("COPY ") && stmt.ends_with(" FROM stdin")).then(|| stmt.to_owned())
+}
+
+/// Session settings at the top of the script, which the copy sessions need
+/// too (client_encoding above all).
+fn is_session_setting(line: &[u8]) -> bool {
+    line.starts_with(b"SET ") || line.starts_with(b"SELECT pg_catalog.set_config(")
+}
+
+/// pg_restore's script read in large blocks: statements line by line, COPY
+/// rows in slices of whole lines, found with one scan per block rather than
+/// per row.
+struct Script<R> {
+    src: R,
+    buf: BytesMut,
+    eof: bool,
+}
+
+/// What [`Script::rows`] found.
+enum Rows {
+    /// Whole rows; more follow.
+    More(Bytes),
+    /// The last rows of the block (possibly none); the `\.` is consumed.
+    Last(Bytes),
+}
+
+impl<R: AsyncRead + Unpin> Script<R> {
+    fn new(src: R) -> Self {
+        Self {
+            src,
+            buf: BytesMut::with_capacity(2 * SLICE),
+            eof: false,
+        }
+    }
+
+    /// Reads more; false at the end of the script.
+    async fn fill(&mut self) -> Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.reserve(SLICE);
+        let n = self
+            .src
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(Error::io("reading pg_restore's output"))?;
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+
+    /// The next line with its newline (the last may lack one); None at the end.
+    async fn line(&mut self) -> Result<Option<Bytes>> {
+        let mut searched = 0;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..]) {
+                return Ok(Some(self.buf.split_to(searched + i + 1).freeze()));
+            }
+            searched = self.buf.len();
+            if !self.fill().await? {
+                return Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze()));
+            }
+        }
+    }
+
+    /// Rows of the COPY block just opened, up to its `\.` line; called at the
+    /// start of a line.
+    async fn rows(&mut self, statement: &str) -> Result<Rows> {
+        // Bytes already searched for the end marker (each byte once).
+        let mut searched: usize = 0;
+        loop {
+            if self.buf.starts_with(b"\\.\n") {
+                let _ = self.buf.split_to(3);
+                return Ok(Rows::Last(Bytes::new()));
+            }
+            let from = searched.saturating_sub(3);
+            if let Some(i) = memchr::memmem::find(&self.buf[from..], b"\n\\.\n") {
+                let rows = self.buf.split_to(from + i + 1).freeze();
+                let _ = self.buf.split_to(3);
+                return Ok(Rows::Last(rows));
+            }
+            searched = self.buf.len();
+            // Whole lines only; a `\.` cut by the block's end is found on
+            // the next round, at the start of the buffer.
+            if self.buf.len() >= SLICE
+                && let Some(i) = memchr::memrchr(b'\n', &self.buf)
+            {
+                return Ok(Rows::More(self.buf.split_to(i + 1).freeze()));
+            }
+            if !self.fill().await? {
+                // pg_restore stopped mid-table: its own error says why.
+                return Err(Error::Config(format!(
+                    "pg_restore's output ended inside the data of `{statement}`"
+                )));
+            }
+        }
+    }
+}
+
+/// Reads pg_restore's data-only script: COPY rows go to the copy sessions,
+/// everything else to `statements` (psql) in order.
+async fn split_script<R, W>(
+    script: R,
+    mut statements: W,
+    target: &PgTarget,
+    settings: &[String],
+    jobs: u32,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut script = Script::new(script);
+    let mut header = String::new();
+    let mut pool: Option<CopyPool> = None;
+    while let Some(line) = script.line().await? {
+        if let Some(statement) = copy_statement(&line) {
+            if pool.is_none() {
+                pool = Some(CopyPool::open(target, settings, &header, jobs).await?);
+            }
+            if let Some(pool) = pool.as_mut() {
+                pool.copy_block(&mut script, statement.into()).await?;
+            }
+            continue;
+        }
+        if pool.is_none() && is_session_setting(&line) {
+            header.push_str(&String::from_utf8_lossy(&line));
+        }
+        statements
+            .write_all(&line)
+            .await
+            .map_err(Error::io("writing to psql"))?;
+    }
+    let flushed = statements.shutdown().await;
+    drop(statements);
+    if let Some(pool) = pool {
+        pool.close().await?;
+    }
+    flushed.map_err(Error::io("writing to psql"))
+}
+
+enum Slice {
+    Rows {
+        statement: Arc<str>,
+        rows: Bytes,
+    },
+    /// End of the table: finish the COPY (if this session started one).
+    End(oneshot::Sender<Result<()>>),
+}
+
+/// `jobs` sessions, each copying the slices it is dealt.
+struct CopyPool {
+    senders: Vec<mpsc::Sender<Slice>>,
+    workers: Vec<JoinHandle<Result<()>>>,
+    next: usize,
+}
+
+impl CopyPool {
+    async fn open(target: &PgTarget, settings: &[String], header: &str, jobs: u32) -> Result<Self> {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..jobs.max(1) {
+            let mut conn = target.connect().await?;
+            prepare_session(&mut conn, target, settings, header).await?;
+            let (tx, rx) = mpsc::channel(QUEUE);
+            senders.push(tx);
+            workers.push(tokio::spawn(copy_worker(conn, rx, target.database.clone())));
+        }
+        Ok(Self {
+            senders,
+            workers,
+            next: 0,
+        })
+    }
+
+    /// Deals the rows up to `\.` out to the sessions and waits until every
+    /// session has committed its part.
+    async fn copy_block<R: AsyncRead + Unpin>(
+        &mut self,
+        script: &mut Script<R>,
+        statement: Arc<str>,
+    ) -> Result<()> {
+        loop {
+            match script.rows(&statement).await? {
+                Rows::More(rows) => self.deal(statement.clone(), rows).await?,
+                Rows::Last(rows) => {
+                    if !rows.is_empty() {
+                        self.deal(statement.clone(), rows).await?;
+                    }
+                    break;
+                }
+            }
+        }
+        let mut pending = Vec::new();
+        for i in 0..self.senders.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(i, Slice::End(tx)).await?;
+            pending.push(rx);
+        }
+        for (i, rx) in pending.into_iter().enumerate() {
+            match rx.await {
+                Ok(r) => r?,
+                Err(_) => return Err(self.worker_error(i).await),
+            }
+        }
+        Ok(())
+    }
+
+    async fn deal(&mut self, statement: Arc<str>, rows: Bytes) -> Result<()> {
+        let i = self.next % self.senders.len();
+        self.next += 1;
+        self.send(i, Slice::Rows { statement, rows }).await
+    }
+
+    async fn send(&mut self, i: usize, slice: Slice) -> Result<()> {
+        if self.senders[i].send(slice).await.is_err() {
+            return Err(self.worker_error(i).await);
+        }
+        Ok(())
+    }
+
+    /// The error a session ended with (it stopped taking slices).
+    async fn worker_error(&mut self, i: usize) -> Error {
+        match (&mut self.workers[i]).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => Error::Config("a copy session ended early".into()),
+            Err(e) => Error::Config(format!("a copy session failed: {e}")),
+        }
+    }
+
+    async fn close(self) -> Result<()> {
+        drop(self.senders);
+        for w in self.workers {
+            w.await
+                .map_err(|e| Error::Config(format!("a copy session failed: {e}")))??;
+        }
+        Ok(())
+    }
+}
+
+async fn prepare_session(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    settings: &[String],
+    header: &str,
+) -> Result<()> {
+    let failed = |e: sqlx::Error| Error::Query {
+        what: "preparing a copy session".into(),
+        database: target.database.clone(),
+        reason: e.to_string(),
+    };
+    for s in settings {
+        let (name, value) = s.split_once('=').unwrap_or((s, ""));
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(name.trim())
+            .bind(value.trim())
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+    }
+    if !header.is_empty() {
+        conn.execute(sqlx::raw_sql(header)).await.map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// One copy session: per table, a `COPY ... FROM STDIN` fed the slices it
+/// receives, committed at the table's end.
+async fn copy_worker(
+    mut conn: PgConnection,
+    mut slices: mpsc::Receiver<Slice>,
+    database: String,
+) -> Result<()> {
+    let failed = |statement: &str, e: sqlx::Error| Error::Query {
+        what: format!("`{statement}`"),
+        database: database.clone(),
+        reason: e.to_string(),
+    };
+    while let Some(slice) = slices.recv().await {
+        let (statement, rows) = match slice {
+            Slice::End(done) => {
+                let _ = done.send(Ok(()));
+                continue;
+            }
+            Slice::Rows { statement, rows } => (statement, rows),
+        };
+        let mut copy = conn
+            .copy_in_raw(&statement)
+            .await
+            .map_err(|e| failed(&statement, e))?;
+        copy.send(rows).await.map_err(|e| failed(&statement, e))?;
+        loop {
+            match slices.recv().await {
+                Some(Slice::Rows { rows, .. }) => {
+                    copy.send(rows).await.map_err(|e| failed(&statement, e))?;
+                }
+                Some(Slice::End(done)) => {
+                    let r = copy
+                        .finish()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| failed(&statement, e));
+                    let _ = done.send(r);
+                    break;
+                }
+                None => {
+                    let _ = copy.abort("restore cancelled").await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Reads `script` cut into pieces of `cut` bytes; returns (statement
+    /// lines, rows of each COPY block, slices handed out).
+    async fn split(script: &[u8], cut: usize) -> (Vec<String>, Vec<Vec<u8>>, usize) {
+        let pieces: Vec<std::io::Result<Bytes>> = script
+            .chunks(cut)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut s = Script::new(tokio_util::io::StreamReader::new(futures::stream::iter(
+            pieces,
+        )));
+        let (mut lines, mut blocks, mut slices) = (Vec::new(), Vec::new(), 0);
+        while let Some(line) = s.line().await.unwrap() {
+            if let Some(stmt) = copy_statement(&line) {
+                let mut rows = Vec::new();
+                loop {
+                    slices += 1;
+                    match s.rows(&stmt).await.unwrap() {
+                        Rows::More(r) => {
+                            assert_eq!(r.last(), Some(&b'\n'), "slices end on whole rows");
+                            rows.extend_from_slice(&r);
+                        }
+                        Rows::Last(r) => {
+                            rows.extend_from_slice(&r);
+                            break;
+                        }
+                    }
+                }
+                blocks.push(rows);
+            } else {
+                lines.push(String::from_utf8(line.to_vec()).unwrap());
+            }
+        }
+        (lines, blocks, slices)
+    }
+
+    #[tokio::test]
+    async fn copy_rows_survive_any_cut_of_the_stream() {
+        let big: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("{i}\t\\.x{}\n", "y".repeat(i % 97)).into_bytes())
+            .collect();
+        assert!(big.len() > 2 * SLICE);
+        let mut script =
+            b"SET client_encoding = 'UTF8';\n\nCOPY public.a (x) FROM stdin;\n".to_vec();
+        script.extend_from_slice(&big);
+        script.extend_from_slice(b"\\.\n\nCOPY public.empty (x) FROM stdin;\n\\.\n");
+        script.extend_from_slice(b"COPY public.b (x) FROM stdin;\n1\n2\n\\.\nSELECT 1;");
+        for cut in [1, 2, 3, 7, 4096, 65_536, script.len()] {
+            let (lines, blocks, slices) = split(&script, cut).await;
+            assert_eq!(blocks.len(), 3, "cut {cut}");
+            assert_eq!(blocks[0], big, "cut {cut}");
+            assert!(blocks[1].is_empty());
+            assert_eq!(blocks[2], b"1\n2\n");
+            assert_eq!(lines.first().unwrap(), "SET client_encoding = 'UTF8';\n");
+            assert_eq!(lines.last().unwrap(), "SELECT 1;", "cut {cut}");
+            assert!(slices >= 2 + 2, "the big table is dealt in several slices");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_script_cut_inside_a_table_is_an_error() {
+        let script = b"COPY public.a (x) FROM stdin;\n1\n2\n\\";
+        let mut s = Script::new(&script[..]);
+        let line = s.line().await.unwrap().unwrap();
+        let stmt = copy_statement(&line).unwrap();
+        let err = loop {
+            match s.rows(&stmt).await {
+                Ok(Rows::More(_)) => continue,
+                Ok(Rows::Last(_)) => panic!("no end marker was sent"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            err.to_string()
+                .contains("ended inside the data of `COPY public.a"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn recognises_copy_blocks_and_session_settings() {
+        assert_eq!(
+            copy_statement(b"COPY public.trades (id, qty) FROM stdin;\n").as_deref(),
+            Some("COPY public.trades (id, qty) FROM stdin")
+        );
+        assert!(copy_statement(b"-- COPY x FROM stdin;\n").is_none());
+        assert!(copy_statement(b"COPY public.t (a) FROM stdin\n").is_none());
+        assert!(is_session_setting(b"SET client_encoding = 'UTF8';\n"));
+        assert!(is_session_setting(
+            b"SELECT pg_catalog.set_config('search_path', '', false);\n"
+        ));
+        assert!(!is_session_setting(
+            b"SELECT pg_catalog.setval('public.s', 5, true);\n"
+        ));
+    }
+}
