@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let bar = cfdr_cli::ProgressBar::bytes("pg_basebackup", &progress);
             let opts = PhysicalOptions {
                 bin_dir: config.pg.bin_dir.clone(),
+                server_compression: config.pg.server_compression,
                 ..PhysicalOptions::default()
             };
             let m = physical::backup(&repo, &PgTarget::from_env()?, &class, &opts, &encode).await?;

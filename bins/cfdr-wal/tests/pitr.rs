@@ -23,17 +23,20 @@ fn restore_command(setup: &Setup) -> String {
         .replace(" push  %p", " fetch %f %p")
 }
 
-/// A daily base backup of `target` with the default options.
-async fn base_backup(repo: &Repository, target: &PgTarget) -> cfdr_storage::Manifest {
-    physical::backup(
-        repo,
-        target,
-        "daily",
-        &PhysicalOptions::default(),
-        &EncodeOptions::default(),
-    )
-    .await
-    .unwrap()
+/// A daily base backup of `target`, zstd-compressed by the server or by
+/// cfdr (both must restore).
+async fn base_backup(
+    repo: &Repository,
+    target: &PgTarget,
+    server_compression: bool,
+) -> cfdr_storage::Manifest {
+    let opts = PhysicalOptions {
+        server_compression,
+        ..PhysicalOptions::default()
+    };
+    physical::backup(repo, target, "daily", &opts, &EncodeOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn sql(target: &PgTarget, statement: &str) {
@@ -113,7 +116,7 @@ async fn pitr_stops_exactly_before_the_accident(backend: Backend) {
     sql(&db, "CREATE TABLE trades (id int PRIMARY KEY, symbol text)").await;
     commit_trades(&db, 1..=10).await;
     let repo = Repository::open(setup.store.clone()).await.unwrap();
-    let base = base_backup(&repo, &db).await;
+    let base = base_backup(&repo, &db, true).await;
     let details = physical::PhysicalDetails::of(&base).unwrap();
     assert_eq!(details.wal.timeline, 1);
     assert!(details.wal.start <= details.wal.stop);
@@ -229,7 +232,7 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
 
     // A base backup on timeline 1, which prune removes below.
     let repo = Repository::open(setup.store.clone()).await.unwrap();
-    let old_base = base_backup(&repo, &db).await;
+    let old_base = base_backup(&repo, &db, false).await;
 
     // A streaming standby with a slot, created the way cfdr-replica does.
     let standby_dir = setup.dir.path().join("standby");
@@ -261,7 +264,7 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
     setup.archive().adopt_timeline(2).await.unwrap();
     commit_trades(&new_primary, 21..=30).await;
 
-    let base = base_backup(&repo, &new_primary).await;
+    let base = base_backup(&repo, &new_primary, true).await;
     assert_eq!(
         physical::PhysicalDetails::of(&base).unwrap().wal.timeline,
         2

@@ -45,6 +45,9 @@ pub struct LogicalOptions {
     /// PGOPTIONS). The default lets index builds sort in memory, the largest
     /// part of a restore after COPY.
     pub restore_settings: Vec<String>,
+    /// Physical backups: the server compresses the base backup (zstd,
+    /// PostgreSQL 15+); false pipes the raw tar to this host's codec.
+    pub server_compression: bool,
 }
 
 impl Default for LogicalOptions {
@@ -62,6 +65,7 @@ impl Default for LogicalOptions {
             smoke_query: "SELECT 1".into(),
             rto_secs: 600,
             restore_settings: vec!["maintenance_work_mem=512MB".into()],
+            server_compression: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfdr_retention::{Lsn, WalRange, WalSegment};
-use cfdr_storage::{EncodeOptions, Manifest, Repository, decode_to, wal_archive};
+use cfdr_storage::{Compression, EncodeOptions, Manifest, Repository, decode_to, wal_archive};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -73,6 +73,12 @@ pub struct PhysicalOptions {
     pub bin_dir: Option<PathBuf>,
     /// How long to wait for the backup's WAL to reach the repository.
     pub archive_wait: Duration,
+    /// Have the server compress the tar (`pg_basebackup
+    /// --compress=server-zstd`, PostgreSQL 15+, when the codec is zstd):
+    /// about twice as fast end to end as piping the raw tar out (1 GB: 1.6
+    /// vs 3.6 s here), at the server's CPU. The stored object is the same
+    /// zstd stream either way.
+    pub server_compression: bool,
 }
 
 impl Default for PhysicalOptions {
@@ -80,6 +86,7 @@ impl Default for PhysicalOptions {
         Self {
             bin_dir: None,
             archive_wait: Duration::from_secs(120),
+            server_compression: true,
         }
     }
 }
@@ -177,10 +184,22 @@ pub async fn backup(
         "--verbose",
         "--no-password",
     ])
-    .arg(format!("--label=cfdr {}", writer.id()))
-    .envs(target.tool_env())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    .arg(format!("--label=cfdr {}", writer.id()));
+    let mut encode = encode.clone();
+    if opts.server_compression && major >= 15 && encode.compression == Compression::Zstd {
+        // A manifest cannot be injected into a compressed tar on stdout;
+        // the stored object's SHA-256 covers the whole backup instead.
+        let level = encode.level.unwrap_or(Compression::Zstd.default_level());
+        let mut spec = format!("--compress=server-zstd:level={level}");
+        if encode.threads > 1 {
+            spec.push_str(&format!(",workers={}", encode.threads));
+        }
+        cmd.arg(spec).arg("--no-manifest");
+        encode.precompressed = true;
+    }
+    cmd.envs(target.tool_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd
         .spawn()
         .map_err(Error::io("cannot start pg_basebackup"))?;
@@ -188,7 +207,7 @@ pub async fn backup(
     let stderr = source.stderr();
     let name = format!("{BASE_OBJECT}.{}", encode.compression.extension());
     writer
-        .put_encoded(name.trim_end_matches('.'), source, encode)
+        .put_encoded(name.trim_end_matches('.'), source, &encode)
         .await
         .map_err(|e| match e {
             cfdr_storage::Error::Source { source, .. } => {

@@ -61,7 +61,8 @@ impl Compression {
         }
     }
 
-    fn default_level(self) -> i32 {
+    /// The level used when none is configured.
+    pub fn default_level(self) -> i32 {
         match self {
             Compression::None => 0,
             Compression::Gzip => 6,
@@ -132,6 +133,10 @@ pub struct EncodeOptions {
     pub threads: u32,
     /// Counts source bytes as they are consumed (for progress bars).
     pub progress: Option<Progress>,
+    /// The source is already compressed with `compression` (by the
+    /// PostgreSQL server, say): stored as it comes, still encrypted and
+    /// checksummed, and recorded as `compression` so reads decompress it.
+    pub precompressed: bool,
 }
 
 /// A shared count of the source bytes [`encode_to`] has consumed so far.
@@ -167,6 +172,7 @@ impl Default for EncodeOptions {
                 .map(|n| u32::try_from(n.get()).unwrap_or(1))
                 .unwrap_or(1),
             progress: None,
+            precompressed: false,
         }
     }
 }
@@ -266,6 +272,10 @@ where
     let bridge = SyncIoBridge::new(src);
     let (compression, threads, recipients) =
         (opts.compression, opts.threads, opts.recipients.clone());
+    let compression = match opts.precompressed {
+        true => Compression::None,
+        false => compression,
+    };
     let progress = opts.progress.clone();
     let producer = tokio::task::spawn_blocking(move || {
         encode_blocking(
