@@ -458,15 +458,28 @@ async fn prefetch_serves_the_following_segments() {
         let original = std::fs::read(cluster.data_dir.join("pg_wal").join(name)).unwrap();
         assert!(std::fs::read(&dest).unwrap() == original, "{name} differs");
     };
-    fetch(&names[0]);
-    // The next two were fetched ahead, verified, into the spool.
-    for n in &names[1..3] {
+    // The background worker fetches ahead while "recovery" goes on.
+    let prefetched = |n: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !spool_in.join(n).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert!(spool_in.join(n).exists(), "{n} not prefetched");
-    }
-    // The next call is served from the spool (and takes it out).
+        let original = std::fs::read(cluster.data_dir.join("pg_wal").join(n)).unwrap();
+        assert!(
+            std::fs::read(spool_in.join(n)).unwrap() == original,
+            "{n} differs"
+        );
+    };
+    fetch(&names[0]);
+    // The next two are fetched ahead, verified, into the spool.
+    prefetched(&names[1]);
+    prefetched(&names[2]);
+    // The next call is served from the spool (and takes it out); the
+    // window moves on by one.
     fetch(&names[1]);
     assert!(!spool_in.join(&names[1]).exists());
-    assert!(spool_in.join(&names[2]).exists());
+    prefetched(&names[3]);
     // Beyond the archive's end: quiet exit 1, as without prefetch.
     let out = setup.run(
         &cluster.data_dir,

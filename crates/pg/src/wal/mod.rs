@@ -618,10 +618,15 @@ pub(crate) async fn decode_verified(
 
 /// Writes `data` to a temp name beside `dest` and renames it into place,
 /// so PostgreSQL never sees a partial file.
-pub(crate) async fn write_into_place(dest: &Path, data: &[u8]) -> Result<()> {
-    let mut tmp = dest.as_os_str().to_owned();
+/// Where [`write_into_place`] writes `path` before the rename.
+pub(crate) fn temp_name(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
     tmp.push(".cfdr-tmp");
-    let tmp = PathBuf::from(tmp);
+    PathBuf::from(tmp)
+}
+
+pub(crate) async fn write_into_place(dest: &Path, data: &[u8]) -> Result<()> {
+    let tmp = temp_name(dest);
     tokio::fs::write(&tmp, data)
         .await
         .map_err(Error::io(format!("writing {}", tmp.display())))?;

@@ -7,6 +7,9 @@
 //! <spool>/out/<file>.ok           stored: {"dev","ino","size","mtime-ns","sha256"} of the pushed file
 //! <spool>/out/<file>.error        the worker's last error for that file
 //! <spool>/in/<file>               prefetched, verified files waiting for restore_command
+//! <spool>/in/.want                 the segment restore_command asked for last
+//! <spool>/prefetch-worker.lock     flock held by the running prefetch worker
+//! <spool>/prefetch-worker.log      its stderr
 //! ```
 //!
 //! **Asynchronous push.** `cfdr-wal push %p` with `wal.push-async` does not
@@ -27,6 +30,15 @@
 //! A marker is only written after a successful store, and only a marker that
 //! matches the file on disk acknowledges it: a segment is never reported
 //! archived unless it is stored.
+//!
+//! **Prefetch.** `cfdr-wal fetch %f %p` with `wal.prefetch = N` serves the
+//! segment from `in/` when it is there (a rename), else fetches it itself;
+//! then it records the segment in `in/.want` and makes sure a prefetch
+//! worker (`cfdr-wal prefetch-worker`, detached like the push worker) runs.
+//! The worker keeps the N segments after `.want` in `in/`, fetched in
+//! parallel and verified before they get their name, while PostgreSQL
+//! replays: downloads and decompression overlap replay instead of
+//! stalling it. It exits after `wal.worker-idle-secs` without work.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -38,7 +50,9 @@ use cfdr_retention::{WalFile, WalSegment};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchOptions, Fetched, PushOptions, WalArchive, WalOptions, write_into_place};
+use super::{
+    FetchOptions, Fetched, PushOptions, WalArchive, WalOptions, temp_name, write_into_place,
+};
 use crate::error::{Error, Result};
 
 /// What `.ok` records about the pushed file.
@@ -89,16 +103,18 @@ pub struct WorkerCommand {
 
 impl WorkerCommand {
     /// This executable with `global` flags (`--config FILE`, never secrets),
-    /// then `push-worker --pg-data DIR --spool DIR`.
+    /// then `<subcommand> --pg-data DIR --spool DIR` (`push-worker` or
+    /// `prefetch-worker`).
     pub fn current_exe(
         mut global: Vec<std::ffi::OsString>,
+        subcommand: &str,
         data_dir: &Path,
         spool: &Path,
     ) -> Result<Self> {
         let program =
             std::env::current_exe().map_err(io("finding the cfdr-wal executable".into()))?;
         global.extend([
-            "push-worker".into(),
+            subcommand.into(),
             "--pg-data".into(),
             data_dir.into(),
             "--spool".into(),
@@ -111,25 +127,45 @@ impl WorkerCommand {
     }
 }
 
-/// Whether a worker holds the lock of `spool`.
+const PUSH_WORKER: &str = "push-worker";
+const PREFETCH_WORKER: &str = "prefetch-worker";
+
+/// Whether a push worker holds the lock of `spool`.
 pub fn worker_running(spool: &Path) -> Result<bool> {
-    let lock = open_lock(spool)?;
+    running(spool, PUSH_WORKER)
+}
+
+fn running(spool: &Path, worker: &str) -> Result<bool> {
+    let lock = open_lock(spool, worker)?;
     match lock.try_lock() {
         Ok(()) => Ok(false),
         Err(std::fs::TryLockError::WouldBlock) => Ok(true),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
-            what: format!("locking {}", spool.join("push-worker.lock").display()),
+            what: format!("locking {}", spool.join(format!("{worker}.lock")).display()),
             source: e,
         }),
     }
 }
 
-fn open_lock(spool: &Path) -> Result<File> {
+/// Takes `worker`'s lock (and writes the pid into it); None when another
+/// worker holds it.
+fn take_lock(spool: &Path, worker: &str) -> Result<Option<File>> {
+    let mut lock = open_lock(spool, worker)?;
+    if lock.try_lock().is_err() {
+        return Ok(None);
+    }
+    use std::io::Write;
+    let _ = lock.set_len(0);
+    let _ = writeln!(lock, "{}", std::process::id());
+    Ok(Some(lock))
+}
+
+fn open_lock(spool: &Path, worker: &str) -> Result<File> {
     std::fs::create_dir_all(out_dir(spool)).map_err(io(format!(
         "creating the spool folder {} (set wal.spool-dir to a folder the PostgreSQL user can write)",
         spool.display()
     )))?;
-    let path = spool.join("push-worker.lock");
+    let path = spool.join(format!("{worker}.lock"));
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -138,9 +174,9 @@ fn open_lock(spool: &Path) -> Result<File> {
         .map_err(io(format!("opening {}", path.display())))
 }
 
-fn spawn_worker(spool: &Path, cmd: &WorkerCommand) -> Result<()> {
+fn spawn_worker(spool: &Path, worker: &str, cmd: &WorkerCommand) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let log_path = spool.join("push-worker.log");
+    let log_path = spool.join(format!("{worker}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -191,7 +227,7 @@ pub fn push_async(path: &Path, opts: &WalOptions, worker: &WorkerCommand) -> Res
         }
         if Instant::now() >= next_worker_check {
             if !worker_running(spool)? {
-                spawn_worker(spool, worker)?;
+                spawn_worker(spool, PUSH_WORKER, worker)?;
             }
             next_worker_check = Instant::now() + Duration::from_secs(1);
         }
@@ -237,15 +273,9 @@ pub async fn run_push_worker(
     push: &PushOptions,
 ) -> Result<()> {
     let spool = &opts.spool_dir;
-    let mut lock = open_lock(spool)?;
-    if lock.try_lock().is_err() {
+    let Some(_lock) = take_lock(spool, PUSH_WORKER)? else {
         return Ok(());
-    }
-    {
-        use std::io::Write;
-        let _ = lock.set_len(0);
-        let _ = writeln!(lock, "{}", std::process::id());
-    }
+    };
     let pg_wal = data_dir.join("pg_wal");
     let out = out_dir(spool);
     let mut push = push.clone();
@@ -334,58 +364,138 @@ fn remove_stale_markers(out: &Path, ready: &[String]) {
     }
 }
 
-/// `restore_command` with prefetch: serves `name` from the spool when a
-/// previous call fetched it ahead; otherwise fetches it and the next
-/// `opts.prefetch` segments of its timeline in parallel, verified, into
-/// `<spool>/in`. Non-segment files are fetched directly.
+/// `restore_command` with prefetch: serves `name` from the spool when the
+/// prefetch worker has it, else fetches it directly; then has the worker
+/// fetch the next `opts.prefetch` segments of its timeline in the
+/// background (started with `worker` when none runs). Non-segment files
+/// are fetched directly.
 pub async fn fetch_prefetch(
     archive: &WalArchive,
     name: &str,
     dest: &Path,
     fetch: &FetchOptions,
     opts: &WalOptions,
+    worker: &WorkerCommand,
 ) -> Result<Fetched> {
-    let seg = match WalFile::parse(name, segment_size(archive).await?) {
+    let size = segment_size(archive).await?;
+    let seg = match WalFile::parse(name, size) {
         Ok(WalFile::Segment(s)) if opts.prefetch > 0 => s,
         _ => return archive.fetch(name, dest, fetch).await,
     };
-    let size = segment_size(archive).await?;
-    let dir = opts.spool_dir.join("in");
+    let dir = in_dir(&opts.spool_dir)?;
+    clean_older(&dir, seg, size);
+    let spooled = dir.join(name);
+    // The worker may be writing this very segment: wait for it briefly
+    // rather than download it twice.
+    let partial = temp_name(&spooled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while partial.exists() && !spooled.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = if spooled.exists() {
+        move_into_place(&spooled, dest).await?
+    } else {
+        archive.fetch(name, dest, fetch).await?
+    };
+    if matches!(got, Fetched::Restored { .. }) {
+        write_atomic(&dir.join(".want"), name.as_bytes())?;
+        if !running(&opts.spool_dir, PREFETCH_WORKER)? {
+            spawn_worker(&opts.spool_dir, PREFETCH_WORKER, worker)?;
+        }
+    }
+    Ok(got)
+}
+
+fn in_dir(spool: &Path) -> Result<PathBuf> {
+    let dir = spool.join("in");
     std::fs::create_dir_all(&dir).map_err(io(format!(
         "creating the spool folder {} (set wal.spool-dir to a folder the PostgreSQL user can write)",
         dir.display()
     )))?;
-    clean_older(&dir, seg, size);
-    let spooled = dir.join(name);
-    if spooled.exists() {
-        let data = std::fs::read(&spooled).map_err(io(format!("reading {}", spooled.display())))?;
-        write_into_place(dest, &data).await?;
-        let _ = std::fs::remove_file(&spooled);
-        return Ok(Fetched::Restored {
-            size: data.len() as u64,
-        });
+    Ok(dir)
+}
+
+/// Moves a verified spooled segment to `dest`: a rename on the same file
+/// system, else a copy through a temporary name.
+async fn move_into_place(spooled: &Path, dest: &Path) -> Result<Fetched> {
+    if tokio::fs::rename(spooled, dest).await.is_ok() {
+        let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or_default();
+        return Ok(Fetched::Restored { size });
     }
-    let ahead = (1..=opts.prefetch as u64).map(|i| WalSegment {
-        timeline: seg.timeline,
-        segno: seg.segno + i,
-    });
-    let wanted = archive.fetch(name, dest, fetch);
-    let prefetch = futures::stream::iter(ahead)
-        .map(|s| {
-            let file = s.file_name(size);
-            let target = dir.join(&file);
-            async move {
-                match archive.fetch(&file, &target, fetch).await {
-                    Ok(_) => {}
-                    // Recovery stops at the first real failure anyway.
-                    Err(e) => tracing::debug!(file = %file, error = %e, "prefetch failed"),
+    let data = tokio::fs::read(spooled)
+        .await
+        .map_err(io(format!("reading {}", spooled.display())))?;
+    write_into_place(dest, &data).await?;
+    let _ = std::fs::remove_file(spooled);
+    Ok(Fetched::Restored {
+        size: data.len() as u64,
+    })
+}
+
+/// The prefetch worker: keeps the `opts.prefetch` segments after the one
+/// in `in/.want` fetched and verified in `in/`, until idle for
+/// `opts.worker_idle_secs`. Returns at once when another worker runs.
+pub async fn run_prefetch_worker(
+    archive: &WalArchive,
+    fetch: &FetchOptions,
+    opts: &WalOptions,
+) -> Result<()> {
+    let Some(_lock) = take_lock(&opts.spool_dir, PREFETCH_WORKER)? else {
+        return Ok(());
+    };
+    let size = segment_size(archive).await?;
+    let dir = in_dir(&opts.spool_dir)?;
+    let mut idle_since = Instant::now();
+    loop {
+        let want = std::fs::read_to_string(dir.join(".want"))
+            .ok()
+            .and_then(|w| WalSegment::parse(w.trim(), size).ok());
+        let missing: Vec<String> = want
+            .map(|w| {
+                (1..=opts.prefetch as u64)
+                    .map(|i| {
+                        WalSegment {
+                            timeline: w.timeline,
+                            segno: w.segno + i,
+                        }
+                        .file_name(size)
+                    })
+                    .filter(|f| !dir.join(f).exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(w) = want {
+            clean_older(&dir, w, size);
+        }
+        let mut fetched = 0;
+        if !missing.is_empty() {
+            let results: Vec<Result<Fetched>> = futures::stream::iter(missing)
+                .map(|file| {
+                    let target = dir.join(&file);
+                    async move { archive.fetch(&file, &target, fetch).await }
+                })
+                .buffer_unordered(opts.prefetch.max(1))
+                .collect()
+                .await;
+            for r in results {
+                match r {
+                    Ok(Fetched::Restored { .. }) => fetched += 1,
+                    Ok(Fetched::NotFound) => {}
+                    // restore_command fetches it itself and reports why.
+                    Err(e) => tracing::warn!(error = %e, "prefetch failed"),
                 }
             }
-        })
-        .buffer_unordered(opts.prefetch.max(1))
-        .collect::<Vec<()>>();
-    let (got, _) = futures::join!(wanted, prefetch);
-    got
+        }
+        if fetched > 0 {
+            idle_since = Instant::now();
+            continue;
+        }
+        if idle_since.elapsed() >= Duration::from_secs(opts.worker_idle_secs) {
+            return Ok(());
+        }
+        // Nothing to do, or the archive ends here for now.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn segment_size(archive: &WalArchive) -> Result<u64> {
