@@ -75,9 +75,9 @@ pub struct PhysicalOptions {
     pub archive_wait: Duration,
     /// Have the server compress the tar (`pg_basebackup
     /// --compress=server-zstd`, PostgreSQL 15+, when the codec is zstd):
-    /// about twice as fast end to end as piping the raw tar out (1 GB: 1.6
-    /// vs 3.6 s here), at the server's CPU. The stored object is the same
-    /// zstd stream either way.
+    /// faster end to end than piping the raw tar out (1 GB: 2.4 vs 3.6 s
+    /// here), at one core of the server's CPU. The stored object is a zstd
+    /// stream either way.
     pub server_compression: bool,
 }
 
@@ -188,13 +188,13 @@ pub async fn backup(
     let mut encode = encode.clone();
     if opts.server_compression && major >= 15 && encode.compression == Compression::Zstd {
         // A manifest cannot be injected into a compressed tar on stdout;
-        // the stored object's SHA-256 covers the whole backup instead.
+        // the stored object's SHA-256 covers the whole backup instead. One
+        // zstd thread: `workers` splits the stream into independent jobs,
+        // 0.2-1% larger output, for a small gain in time (1 GB: 1.6-2.9 s
+        // against 2.4 s here).
         let level = encode.level.unwrap_or(Compression::Zstd.default_level());
-        let mut spec = format!("--compress=server-zstd:level={level}");
-        if encode.threads > 1 {
-            spec.push_str(&format!(",workers={}", encode.threads));
-        }
-        cmd.arg(spec).arg("--no-manifest");
+        cmd.arg(format!("--compress=server-zstd:level={level}"))
+            .arg("--no-manifest");
         encode.precompressed = true;
     }
     cmd.envs(target.tool_env())
