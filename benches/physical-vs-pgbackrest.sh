@@ -5,7 +5,12 @@
 # 15 cluster holding the bench dataset (pgbench -i -s SCALE plus rnd with
 # SCALE x 40,000 rows of md5||md5 text). Both tools archive every segment
 # (archive_command runs `cfdr-wal push` then `pgbackrest archive-push`), both
-# use zstd level 1 and 2 processes, both keep local repositories.
+# compress with zstd level 1 (pgBackRest: 2 processes; cfdr: by default the
+# server, one thread, via pg_basebackup --compress=server-zstd), both keep
+# local repositories. Recovery uses each tool's default restore_command
+# (cfdr: fetch --prefetch 4, a background worker fetching ahead), and
+# pgBackRest both with its synchronous archive-get and with archive-async=y;
+# the PITR ratio is against the faster of the two.
 #   base backup: `cfdr-backup physical`  vs `pgbackrest backup --type=full`
 #   PITR:        `cfdr-restore pitr --latest --start` vs `pgbackrest restore`
 #                + pg_ctl start, each timed until the server has replayed
@@ -110,7 +115,7 @@ DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" "$rel/cfdr-backup" p
 cfdr_backup=$(secs "$t")
 cfdr_size=$(du -sb "$work/cfdr-repo/backups" | cut -f1)
 ratio=$(echo "$cfdr_backup / $pgbr_backup" | bc -l)
-printf '%-44s %9.2f %9sM %8.2f\n' "cfdr-backup physical (zstd 1, 2 threads)" "$cfdr_backup" $((cfdr_size >> 20)) "$ratio"
+printf '%-44s %9.2f %9sM %8.2f\n' "cfdr-backup physical (server zstd 1)" "$cfdr_backup" $((cfdr_size >> 20)) "$ratio"
 goal "base backup time ratio" "$ratio" "<=" 0.8
 goal "base backup size vs pgBackRest" "$cfdr_size" "<=" "$pgbr_size"
 
@@ -136,17 +141,27 @@ wait_promoted() { # port
   done
 }
 rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-t=$(date +%s.%N)
-as_pg mkdir -m 700 "$work/pgbr-restored"
-pgbr restore --pg1-path="$work/pgbr-restored" >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/pgbr-restored" -l "$work/pgbr-restored.log" -w -t 600 \
-  -o "-p $rport -c archive_mode=off -c unix_socket_directories=$work/sock" start >/dev/null
-wait_promoted "$rport"
-pgbr_pitr=$(secs "$t")
-check_pgbr=$("$pg_bin/psql" -X -At -h 127.0.0.1 -p "$rport" -d postgres -c "SELECT count(*) FROM rnd")
-as_pg "$pg_bin/pg_ctl" -D "$work/pgbr-restored" -m immediate stop >/dev/null
-rm -rf "$work/pgbr-restored"
-printf '%-44s %9.2f %10s %8s\n' "pgbackrest restore + replay + promote" "$pgbr_pitr" - 1.00
+# pgBackRest twice: its default synchronous archive-get, and archive-async=y
+# (archive-get fetches ahead into the spool with process-max 2); the goal
+# is against the faster.
+pgbr_pitr=""
+for async in n y; do
+  sed -i "s/^archive-async=.*//" "$work/pgbackrest.conf"
+  sed -i "s/^\[global\]$/[global]\narchive-async=$async/" "$work/pgbackrest.conf"
+  t=$(date +%s.%N)
+  as_pg mkdir -m 700 "$work/pgbr-restored"
+  pgbr restore --pg1-path="$work/pgbr-restored" >/dev/null
+  as_pg "$pg_bin/pg_ctl" -D "$work/pgbr-restored" -l "$work/pgbr-restored.log" -w -t 600 \
+    -o "-p $rport -c archive_mode=off -c unix_socket_directories=$work/sock" start >/dev/null
+  wait_promoted "$rport"
+  secs_pitr=$(secs "$t")
+  check_pgbr=$("$pg_bin/psql" -X -At -h 127.0.0.1 -p "$rport" -d postgres -c "SELECT count(*) FROM rnd")
+  as_pg "$pg_bin/pg_ctl" -D "$work/pgbr-restored" -m immediate stop >/dev/null
+  rm -rf "$work/pgbr-restored"
+  [[ $check_pgbr == "$rows" ]] || { echo "RESTORE MISMATCH: live rnd $rows rows, pgBackRest restore (async=$async) $check_pgbr" >&2; failed=1; }
+  printf '%-44s %9.2f %10s\n' "pgbackrest restore (archive-async=$async)" "$secs_pitr" -
+  if [[ -z $pgbr_pitr ]] || (($(echo "$secs_pitr < $pgbr_pitr" | bc -l))); then pgbr_pitr=$secs_pitr; fi
+done
 
 t=$(date +%s.%N)
 out=$("$rel/cfdr-restore" pitr --latest --data-dir "$work/cfdr-restored" --start)
@@ -156,8 +171,8 @@ check_cfdr=$("$pg_bin/psql" -X -At -h 127.0.0.1 -p "$cport" -d postgres -c "SELE
 ratio=$(echo "$cfdr_pitr / $pgbr_pitr" | bc -l)
 printf '%-44s %9.2f %10s %8.2f\n' "cfdr-restore pitr --latest --start" "$cfdr_pitr" - "$ratio"
 goal "PITR time ratio" "$ratio" "<=" 1.0
-if [[ $check_pgbr != "$rows" || $check_cfdr != "$rows" ]]; then
-  echo "RESTORE MISMATCH: live rnd $rows rows, pgBackRest restore $check_pgbr, cfdr restore $check_cfdr" >&2
+if [[ $check_cfdr != "$rows" ]]; then
+  echo "RESTORE MISMATCH: live rnd $rows rows, cfdr restore $check_cfdr" >&2
   failed=1
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}'), $(pgbackrest version)"
