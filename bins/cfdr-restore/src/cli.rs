@@ -1,5 +1,6 @@
 //! Command-line flags of cfdr-restore.
 
+use cfdr_pg::physical::RecoveryTarget;
 use clap::{Parser, Subcommand};
 
 /// Restore a logical backup into a NEW database (verified against the
@@ -98,4 +99,27 @@ pub(crate) struct PitrTarget {
 
 fn default_jobs() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u32)
+}
+
+impl PitrTarget {
+    /// The one target the flags name (clap allows only one).
+    pub(crate) fn recovery_target(self) -> anyhow::Result<RecoveryTarget> {
+        Ok(match self {
+            PitrTarget {
+                to_time: Some(time),
+                ..
+            } => RecoveryTarget::Time(time),
+            PitrTarget {
+                to_lsn: Some(lsn), ..
+            } => RecoveryTarget::Lsn(lsn.parse()?),
+            PitrTarget {
+                to_xid: Some(xid), ..
+            } => RecoveryTarget::Xid(xid),
+            PitrTarget {
+                to_name: Some(name),
+                ..
+            } => RecoveryTarget::Name(name),
+            _ => RecoveryTarget::Latest,
+        })
+    }
 }

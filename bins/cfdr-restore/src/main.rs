@@ -11,10 +11,10 @@ use anyhow::Result;
 use cfdr_cli::Outcome;
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, RestoreRequest, Selector};
-use cfdr_pg::physical::{self, PitrRequest, RecoveryTarget};
+use cfdr_pg::physical::{self, PitrRequest};
 use cfdr_storage::BackupId;
 use clap::Parser;
-use cli::{Cli, Command, PitrTarget};
+use cli::{Cli, Command};
 
 mod cli;
 
@@ -71,7 +71,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         } => {
             let spool = data_dir.with_extension("wal-spool");
             let req = PitrRequest {
-                target: recovery_target(target)?,
+                target: target.recovery_target()?,
                 restore_command: restore_command(&cli.common, &spool, prefetch)?,
                 prefetch_spool: (prefetch > 0).then_some(spool),
                 data_dir,
@@ -126,26 +126,6 @@ async fn run(cli: Cli) -> Result<Outcome> {
 
 fn print_step(s: &logical::Step) {
     println!("  {:>7.2}s  {}", s.took.as_secs_f64(), s.name);
-}
-
-fn recovery_target(t: PitrTarget) -> Result<RecoveryTarget> {
-    Ok(match t {
-        PitrTarget {
-            to_time: Some(time),
-            ..
-        } => RecoveryTarget::Time(time),
-        PitrTarget {
-            to_lsn: Some(lsn), ..
-        } => RecoveryTarget::Lsn(lsn.parse()?),
-        PitrTarget {
-            to_xid: Some(xid), ..
-        } => RecoveryTarget::Xid(xid),
-        PitrTarget {
-            to_name: Some(name),
-            ..
-        } => RecoveryTarget::Name(name),
-        _ => RecoveryTarget::Latest,
-    })
 }
 
 /// `cfdr-wal fetch` from beside this binary, on the same repository and config.

@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
     };
     match &cli.command {
         Command::Push { path, push_async } if *push_async || config.wal.push_async => {
-            spool::push_async(path, &config.wal, &worker("push-worker")?)?;
+            spool::push_async(path, &config.wal, &worker(spool::PUSH_WORKER)?)?;
         }
         Command::Push { path, .. } => drop(archive().await?.push(path, &push()?).await?),
         Command::PushWorker => {
@@ -83,7 +83,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let mut wal = config.wal.clone();
             wal.prefetch = prefetch.unwrap_or(wal.prefetch);
             let opts = fetch()?;
-            let mut prefetcher = worker("prefetch-worker")?;
+            let mut prefetcher = worker(spool::PREFETCH_WORKER)?;
             prefetcher
                 .args
                 .extend(["--prefetch".into(), wal.prefetch.to_string().into()]);

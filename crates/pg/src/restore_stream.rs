@@ -178,12 +178,13 @@ impl Load<'_> {
         // The cause, when several parts fail: the stored object (checksum,
         // truncation, key), then what pg_restore or psql said (a session
         // writing to a dead psql only sees a closed pipe), then the copy
-        // sessions, then a silent pg_restore (killed by the closed pipe
-        // when a session failed).
+        // sessions (when one fails, pg_restore dies of the closed pipe).
         let ended_early = settle(fed)?;
         let restored = restored.map_err(Error::io("waiting for pg_restore"))?;
         let psql = psql.map_err(Error::io("waiting for psql"))?;
-        if !restored.stderr.is_empty() {
+        use std::os::unix::process::ExitStatusExt;
+        let lost_its_reader = restored.status.signal() == Some(13); // SIGPIPE
+        if !lost_its_reader {
             failed_tool("pg_restore", &restored)?;
         }
         failed_tool("psql", &psql)?;

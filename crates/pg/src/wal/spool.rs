@@ -127,8 +127,10 @@ impl WorkerCommand {
     }
 }
 
-const PUSH_WORKER: &str = "push-worker";
-const PREFETCH_WORKER: &str = "prefetch-worker";
+/// Subcommand of the asynchronous push worker.
+pub const PUSH_WORKER: &str = "push-worker";
+/// Subcommand of the prefetch worker.
+pub const PREFETCH_WORKER: &str = "prefetch-worker";
 
 /// Whether a push worker holds the lock of `spool`.
 pub fn worker_running(spool: &Path) -> Result<bool> {
@@ -398,9 +400,16 @@ pub async fn fetch_prefetch(
         archive.fetch(name, dest, fetch).await?
     };
     if matches!(got, Fetched::Restored { .. }) {
-        write_atomic(&dir.join(".want"), name.as_bytes())?;
-        if !running(&opts.spool_dir, PREFETCH_WORKER)? {
-            spawn_worker(&opts.spool_dir, PREFETCH_WORKER, worker)?;
+        // The segment is in place: a failure to start prefetching must not
+        // fail recovery, only slow it.
+        let prefetching = write_atomic(&dir.join(".want"), name.as_bytes()).and_then(|()| {
+            match running(&opts.spool_dir, PREFETCH_WORKER)? {
+                true => Ok(()),
+                false => spawn_worker(&opts.spool_dir, PREFETCH_WORKER, worker),
+            }
+        });
+        if let Err(e) = prefetching {
+            tracing::warn!(error = %e, "prefetch not started");
         }
     }
     Ok(got)
