@@ -47,7 +47,7 @@ pub(crate) enum Command {
         /// Sessions loading rows at once (default: one per CPU core). Above 1
         /// the stored dump is read three times (schema, data, indexes),
         /// never staged on disk; 1: a single pg_restore.
-        #[arg(long, default_value_t = default_jobs())]
+        #[arg(long, default_value_t = cfdr_pg::logical::default_jobs())]
         jobs: u32,
     },
     /// Point-in-time recovery: the newest base backup before the target,
@@ -95,10 +95,6 @@ pub(crate) struct PitrTarget {
     /// Replay all archived WAL.
     #[arg(long)]
     pub(crate) latest: bool,
-}
-
-fn default_jobs() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u32)
 }
 
 impl PitrTarget {

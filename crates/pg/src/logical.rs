@@ -251,7 +251,7 @@ impl<'a, F: FnMut(&Step)> Steps<'a, F> {
 }
 
 /// Restore settings beyond [`LogicalOptions`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RestoreRequest {
     /// Database to create (default `<db>_restore_<id>`).
     pub target_db: Option<String>,
@@ -265,6 +265,25 @@ pub struct RestoreRequest {
     pub identities: Option<Arc<cfdr_secrets::Identities>>,
     /// Keep the restored database when verification fails (for inspection).
     pub keep_failed: bool,
+}
+
+impl Default for RestoreRequest {
+    /// A new database, no swap, one copy session per CPU core.
+    fn default() -> Self {
+        Self {
+            target_db: None,
+            swap: false,
+            jobs: default_jobs(),
+            identities: None,
+            keep_failed: false,
+        }
+    }
+}
+
+/// One copy session per CPU core (at most 8): COPY parsing in the server
+/// takes a core per session.
+pub fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u32)
 }
 
 /// What a restore did.
