@@ -108,7 +108,7 @@ impl Load<'_> {
         let stdin = child.stdin.take();
         let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
         let out = out.map_err(Error::io("waiting for pg_restore"))?;
-        let ended_early = settle(fed)?;
+        let ended_early = fed?;
         failed_tool("pg_restore", &out)?;
         if ended_early && whole {
             self.verify().await?;
@@ -179,7 +179,7 @@ impl Load<'_> {
         // truncation, key), then what pg_restore or psql said (a session
         // writing to a dead psql only sees a closed pipe), then the copy
         // sessions (when one fails, pg_restore dies of the closed pipe).
-        let ended_early = settle(fed)?;
+        let ended_early = fed?;
         let restored = restored.map_err(Error::io("waiting for pg_restore"))?;
         let psql = psql.map_err(Error::io("waiting for psql"))?;
         use std::os::unix::process::ExitStatusExt;
@@ -195,10 +195,6 @@ impl Load<'_> {
         }
         Ok(())
     }
-}
-
-fn settle(fed: std::result::Result<bool, cfdr_storage::Error>) -> Result<bool> {
-    fed.map_err(Error::Storage)
 }
 
 fn failed_tool(tool: &str, out: &std::process::Output) -> Result<()> {

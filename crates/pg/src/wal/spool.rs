@@ -163,10 +163,7 @@ fn take_lock(spool: &Path, worker: &str) -> Result<Option<File>> {
 }
 
 fn open_lock(spool: &Path, worker: &str) -> Result<File> {
-    std::fs::create_dir_all(out_dir(spool)).map_err(io(format!(
-        "creating the spool folder {} (set wal.spool-dir to a folder the PostgreSQL user can write)",
-        spool.display()
-    )))?;
+    spool_folder(spool, "out")?;
     let path = spool.join(format!("{worker}.lock"));
     std::fs::OpenOptions::new()
         .create(true)
@@ -416,7 +413,12 @@ pub async fn fetch_prefetch(
 }
 
 fn in_dir(spool: &Path) -> Result<PathBuf> {
-    let dir = spool.join("in");
+    spool_folder(spool, "in")
+}
+
+/// Creates `<spool>/<name>` (and the spool) if needed.
+fn spool_folder(spool: &Path, name: &str) -> Result<PathBuf> {
+    let dir = spool.join(name);
     std::fs::create_dir_all(&dir).map_err(io(format!(
         "creating the spool folder {} (set wal.spool-dir to a folder the PostgreSQL user can write)",
         dir.display()
