@@ -60,6 +60,11 @@ pub enum Error {
         /// The server's message.
         reason: String,
     },
+    /// The stored dump is not a well-formed custom-format archive.
+    #[error(
+        "the stored dump cannot be read: {0}; check the backup with `cfdr-repo verify` and restore an earlier one"
+    )]
+    Archive(String),
     /// A connection setting is invalid.
     #[error("invalid PostgreSQL connection setting: {0}")]
     Config(String),

@@ -29,10 +29,12 @@
 //! ```
 
 pub mod admin;
+mod archive_data;
 mod cluster;
 mod error;
 pub mod logical;
 pub mod physical;
+mod post_data;
 pub mod replica;
 mod restore_stream;
 mod target;

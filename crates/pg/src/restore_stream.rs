@@ -18,6 +18,7 @@
 //! Rows of a table larger than one slice are loaded in an interleaved
 //! physical order; the rows themselves are identical.
 
+use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,13 +32,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::io::SyncIoBridge;
 
+use crate::archive_data::{self, Event, ReadError, SLICE};
 use crate::error::{Error, Result};
+use crate::post_data::{Early, Plan, copy_target, is_session_setting};
 use crate::target::PgTarget;
 use crate::tools::PgBin;
 
-/// Rows are handed to the copy sessions in slices of about this size.
-const SLICE: usize = 1 << 20;
 /// Slices queued per copy session (bounds memory to jobs x (QUEUE + 1) MiB).
 const QUEUE: usize = 2;
 
@@ -53,6 +55,16 @@ pub(crate) struct Load<'a> {
     pub jobs: u32,
 }
 
+/// What the in-process data pass leaves to do.
+struct InProcess {
+    /// Entries for pg_restore (sequence values, large objects).
+    others: Vec<i64>,
+    /// The post-data script without what was built early.
+    rest: String,
+    /// Indexes and constraints built during the data pass.
+    built_early: usize,
+}
+
 impl Load<'_> {
     /// Restores the dump; `done` is told each pass with its start time.
     pub(crate) async fn run(&self, mut done: impl FnMut(String, Instant)) -> Result<()> {
@@ -66,11 +78,32 @@ impl Load<'_> {
         self.pg_restore_pass(&["--section=pre-data"], false).await?;
         done("schema (pre-data)".into(), t);
         let t = Instant::now();
-        self.data_pass().await?;
-        done(format!("data ({} copy sessions)", self.jobs), t);
+        let post_data = self.script(&["--section=post-data"]).await?;
+        let header = session_settings(&post_data);
+        let rest = match self.data_in_process(&header, &post_data).await? {
+            Some(loaded) => {
+                // Sequence values, large objects: pg_restore restores the rest.
+                self.restore_listed(&loaded.others).await?;
+                done(
+                    format!(
+                        "data ({} copy sessions; {} indexes and constraints built alongside)",
+                        self.jobs, loaded.built_early
+                    ),
+                    t,
+                );
+                loaded.rest
+            }
+            None => {
+                self.data_through_script().await?;
+                done(
+                    format!("data ({} copy sessions, through pg_restore)", self.jobs),
+                    t,
+                );
+                post_data
+            }
+        };
         let t = Instant::now();
-        self.pg_restore_pass(&["--section=post-data"], false)
-            .await?;
+        self.psql_script(&rest).await?;
         done("indexes and constraints (post-data)".into(), t);
         Ok(())
     }
@@ -147,16 +180,207 @@ impl Load<'_> {
         Ok(())
     }
 
-    async fn data_pass(&self) -> Result<()> {
+    /// pg_restore's SQL script for `args`, read into memory (schema
+    /// sections only: pg_restore reads just the table of contents).
+    async fn script(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = self.pg_restore(args)?;
+        cmd.arg("--file=-").stdout(Stdio::piped());
+        let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
+        let stdin = child.stdin.take();
+        let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
+        let out = out.map_err(Error::io("waiting for pg_restore"))?;
+        fed?;
+        failed_tool("pg_restore", &out)?;
+        String::from_utf8(out.stdout)
+            .map_err(|_| Error::Config("pg_restore's script is not UTF-8".into()))
+    }
+
+    /// Streams the table data straight from the archive to the copy
+    /// sessions, building each table's indexes and keys on one more session
+    /// once its rows are in. Ok(None) when the archive is not one this
+    /// reader takes (nothing was restored): the caller uses pg_restore's
+    /// script.
+    async fn data_in_process(&self, header: &str, post_data: &str) -> Result<Option<InProcess>> {
+        let (mut writer, reader) = tokio::io::duplex(SLICE);
+        let (tx, mut rx) = mpsc::channel(QUEUE * self.jobs.max(1) as usize);
+        let parser = tokio::task::spawn_blocking(move || {
+            let src = std::io::BufReader::with_capacity(1 << 18, SyncIoBridge::new(reader));
+            archive_data::read(src, tx)
+        });
+        let feed = async {
+            let r = decode_to(
+                self.store,
+                self.object,
+                self.identities.clone(),
+                &mut writer,
+            )
+            .await;
+            drop(writer);
+            r
+        };
+        let (early_tx, early_rx) = mpsc::unbounded_channel();
+        let load = async {
+            let Some(Event::Toc { tables, others }) = rx.recv().await else {
+                return Ok::<_, Error>(None);
+            };
+            let targets: HashSet<&str> = tables.iter().filter_map(|s| copy_target(s)).collect();
+            let mut plan = Plan::new(post_data, |t| targets.contains(t));
+            let mut pool: Option<CopyPool> = None;
+            while let Some(event) = rx.recv().await {
+                match (event, pool.as_mut()) {
+                    (Event::Rows { statement, rows }, Some(pool)) => {
+                        pool.deal(statement, rows).await?
+                    }
+                    (Event::Rows { statement, rows }, None) => {
+                        let mut opened =
+                            CopyPool::open(self.target, self.settings, header, self.jobs).await?;
+                        opened.deal(statement, rows).await?;
+                        pool = Some(opened);
+                    }
+                    (Event::End { statement }, pool) => {
+                        if let Some(pool) = pool {
+                            pool.end_table().await?;
+                        }
+                        let entries = copy_target(&statement).and_then(|t| plan.early.remove(t));
+                        if let Some(entries) = entries {
+                            // A failed early build reports itself below.
+                            let _ = early_tx.send(entries);
+                        }
+                    }
+                    (Event::Toc { .. }, _) => {}
+                }
+            }
+            drop(early_tx);
+            if let Some(pool) = pool {
+                pool.close().await?;
+            }
+            // Entries of tables that never ended (none in a whole archive)
+            // run with the rest.
+            let mut rest = plan.rest;
+            for entries in plan.early.into_values() {
+                rest.extend(entries.into_iter().map(|e| e.sql));
+            }
+            Ok(Some((others, rest)))
+        };
+        let (fed, loaded, built_early) =
+            tokio::join!(feed, load, self.build_early(header, early_rx));
+        let parsed = parser
+            .await
+            .map_err(|e| Error::Config(format!("the dump reader failed: {e}")))?;
+        // The cause, when several parts fail: the stored object (checksum,
+        // truncation, key), then the archive's framing, then the sessions.
+        let ended_early = match fed {
+            Ok(_) => false,
+            Err(cfdr_storage::Error::Sink { .. }) => true,
+            Err(e) => return Err(e.into()),
+        };
+        match parsed {
+            Err(ReadError::Unsupported(reason)) => {
+                tracing::info!(%reason, "reading the table data through pg_restore's script");
+                return Ok(None);
+            }
+            Err(ReadError::Broken(reason)) => return Err(Error::Archive(reason)),
+            Err(ReadError::Io(e)) => return Err(Error::Archive(e.to_string())),
+            Ok(()) | Err(ReadError::Stopped) => {}
+        }
+        let Some((others, rest)) = loaded? else {
+            return Ok(None);
+        };
+        let built_early = built_early?;
+        if ended_early {
+            self.verify().await?;
+        }
+        Ok(Some(InProcess {
+            others,
+            rest,
+            built_early,
+        }))
+    }
+
+    /// Runs the early post-data entries of each loaded table, in order, on
+    /// its own session; the number run.
+    async fn build_early(
+        &self,
+        header: &str,
+        mut tables: mpsc::UnboundedReceiver<Vec<Early>>,
+    ) -> Result<usize> {
+        let mut conn: Option<PgConnection> = None;
+        let mut built = 0;
+        while let Some(entries) = tables.recv().await {
+            let conn = match conn.as_mut() {
+                Some(conn) => conn,
+                None => {
+                    let mut opened = self.target.connect().await?;
+                    prepare_session(&mut opened, self.target, self.settings, header).await?;
+                    conn.insert(opened)
+                }
+            };
+            for entry in entries {
+                conn.execute(sqlx::raw_sql(&entry.sql))
+                    .await
+                    .map_err(|e| Error::Query {
+                        what: format!("creating {}", entry.what),
+                        database: self.target.database.clone(),
+                        reason: e.to_string(),
+                    })?;
+                built += 1;
+            }
+        }
+        if let Some(conn) = conn {
+            let _ = conn.close().await;
+        }
+        Ok(built)
+    }
+
+    /// Runs a pg_restore script with psql, stopping at the first error.
+    async fn psql_script(&self, script: &str) -> Result<()> {
+        let mut psql = self.psql()?;
+        let mut child = psql.spawn().map_err(Error::io("cannot start psql"))?;
+        let stdin = child.stdin.take();
+        let write = async {
+            if let Some(mut stdin) = stdin {
+                // A dead psql shows as a closed pipe; its own error follows.
+                let _ = stdin.write_all(script.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let (_, out) = tokio::join!(write, child.wait_with_output());
+        failed_tool("psql", &out.map_err(Error::io("waiting for psql"))?)
+    }
+
+    fn psql(&self) -> Result<Command> {
+        let mut psql = self.tool("psql")?;
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d"])
+            .arg(&self.target.database);
+        Ok(psql)
+    }
+
+    /// `pg_restore --section=data` of the entries `ids` (sequence values,
+    /// large objects).
+    async fn restore_listed(&self, ids: &[i64]) -> Result<()> {
+        use std::io::Write;
+        let mut list =
+            tempfile::NamedTempFile::new().map_err(Error::io("creating a restore list"))?;
+        for id in ids {
+            writeln!(list, "{id}").map_err(Error::io("writing a restore list"))?;
+        }
+        list.flush().map_err(Error::io("writing a restore list"))?;
+        let path = list.path().to_string_lossy().into_owned();
+        self.pg_restore_pass(&["--section=data", "--use-list", &path], false)
+            .await
+    }
+
+    /// The data pass through `pg_restore --section=data --file=-`.
+    async fn data_through_script(&self) -> Result<()> {
         let mut restore = self.pg_restore(&["--section=data", "--file=-"])?;
         restore.stdout(Stdio::piped());
         let mut restore = restore
             .spawn()
             .map_err(Error::io("cannot start pg_restore"))?;
-        let mut psql = self.tool("psql")?;
-        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d"])
-            .arg(&self.target.database);
-        let mut psql = psql.spawn().map_err(Error::io("cannot start psql"))?;
+        let mut psql = self
+            .psql()?
+            .spawn()
+            .map_err(Error::io("cannot start psql"))?;
 
         let script = restore.stdout.take();
         let statements = psql.stdin.take();
@@ -208,17 +432,23 @@ fn failed_tool(tool: &str, out: &std::process::Output) -> Result<()> {
     })
 }
 
+/// The session settings at the top of a pg_restore script (before its
+/// first entry): client encoding, search path and the like.
+fn session_settings(script: &str) -> String {
+    script
+        .split_inclusive('\n')
+        .take_while(|line| {
+            !line.starts_with("-- Name: ") && !line.starts_with("-- Data for Name: ")
+        })
+        .filter(|line| is_session_setting(line.as_bytes()))
+        .collect()
+}
+
 /// `COPY t (cols) FROM stdin;` opens a data block in pg_restore's script.
 fn copy_statement(line: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
     let stmt = text.strip_suffix(';')?;
     (stmt.starts_with("COPY ") && stmt.ends_with(" FROM stdin")).then(|| stmt.to_owned())
-}
-
-/// Session settings at the top of the script, which the copy sessions need
-/// too (client_encoding above all).
-fn is_session_setting(line: &[u8]) -> bool {
-    line.starts_with(b"SET ") || line.starts_with(b"SELECT pg_catalog.set_config(")
 }
 
 /// pg_restore's script read in large blocks: statements line by line, COPY
@@ -404,6 +634,11 @@ impl CopyPool {
                 }
             }
         }
+        self.end_table().await
+    }
+
+    /// Waits until every session has committed its part of the table.
+    async fn end_table(&mut self) -> Result<()> {
         let mut pending = Vec::new();
         for i in 0..self.senders.len() {
             let (tx, rx) = oneshot::channel();

@@ -114,6 +114,18 @@ async fn round_trip(backend: Backend, test: &str) {
                 .await
                 .unwrap();
             assert_ne!(report.database, DB, "restore goes to a new database");
+            // Parallel restores read cfdr's dumps in-process (not through
+            // pg_restore's script) and build the schema's indexes and keys
+            // while later tables load.
+            let data_step = report.steps.iter().find(|s| s.name.starts_with("data ("));
+            match data_step {
+                Some(step) => {
+                    let want = format!("data ({jobs} copy sessions; ");
+                    assert!(jobs > 1 && step.name.starts_with(&want), "{step:?}");
+                    assert!(!step.name.contains("; 0 indexes"), "{step:?}");
+                }
+                None => assert_eq!(jobs, 1, "{:?}", report.steps),
+            }
             let restored = cluster.target(&report.database);
             assert_eq!(
                 schema_only(&cluster, &report.database).await,
