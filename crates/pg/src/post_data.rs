@@ -54,9 +54,18 @@ impl Plan {
             let early = (k > 0).then(|| early_entry(chunk, &loaded)).flatten();
             match early {
                 Some((table, what)) => {
+                    // The entry ends at the next comment or psql meta-command
+                    // (the last entry is followed by the script's footer).
+                    let body = &chunk[3..];
+                    let end = body
+                        .iter()
+                        .position(|l| l.starts_with("--") || l.starts_with('\\'))
+                        .unwrap_or(body.len());
                     let mut sql: String = settings.iter().map(|(_, l)| l.as_str()).collect();
-                    for line in &chunk[3..] {
-                        if !is_session_setting(line.as_bytes()) {
+                    for line in &body[..end] {
+                        if is_session_setting(line.as_bytes()) {
+                            plan.rest.push_str(line);
+                        } else {
                             sql.push_str(line);
                         }
                     }
@@ -64,9 +73,7 @@ impl Plan {
                         .entry(table)
                         .or_default()
                         .push(Early { what, sql });
-                    for line in chunk.iter().filter(|l| is_session_setting(l.as_bytes())) {
-                        plan.rest.push_str(line);
-                    }
+                    plan.rest.extend(body[end..].iter().copied());
                 }
                 None => plan.rest.extend(chunk.iter().copied()),
             }
@@ -239,6 +246,14 @@ ALTER TABLE ONLY public.t2
 
 
 --
+-- Name: t2 t2_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.t2
+    ADD CONSTRAINT t2_pkey PRIMARY KEY (id);
+
+
+--
 -- PostgreSQL database dump complete
 --
 
@@ -278,11 +293,26 @@ ALTER TABLE ONLY public.t2
             "latest value only"
         );
         assert!(!p1.sql.contains("\\restrict"), "no psql meta-commands");
-        assert_eq!(plan.early["public.t2"][0].what, "INDEX t2_x");
+        let t2 = &plan.early["public.t2"];
+        assert_eq!(t2[0].what, "INDEX t2_x");
+        // The last entry stops before the script's footer.
+        assert_eq!(t2[1].what, "CONSTRAINT t2 t2_pkey");
+        assert!(
+            t2[1]
+                .sql
+                .ends_with("ADD CONSTRAINT t2_pkey PRIMARY KEY (id);\n\n\n"),
+            "{}",
+            t2[1].sql
+        );
 
         // The rest keeps everything else in order, and every setting.
         let rest = &plan.rest;
-        for moved in ["\"T 1_pkey\" PRIMARY KEY", "p1_k_idx ON", "t2_x ON"] {
+        for moved in [
+            "\"T 1_pkey\" PRIMARY KEY",
+            "p1_k_idx ON",
+            "t2_x ON",
+            "t2_pkey PRIMARY KEY",
+        ] {
             assert!(!rest.contains(moved), "{moved} moved out");
         }
         let order = [
@@ -293,6 +323,7 @@ ALTER TABLE ONLY public.t2
             "mv_x_idx ON public.mv",
             "ATTACH PARTITION",
             "FOREIGN KEY",
+            "-- PostgreSQL database dump complete",
             "\\unrestrict abc",
         ];
         let mut from = 0;
