@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -155,7 +155,11 @@ impl PgTarget {
             .port(self.port)
             .username(&self.user)
             .database(&self.database)
-            .application_name("cfdr");
+            .application_name("cfdr")
+            // Statements never reach the logs: a role's password can be in
+            // one, and slow index builds are expected in a restore.
+            .log_statements(log::LevelFilter::Off)
+            .log_slow_statements(log::LevelFilter::Off, std::time::Duration::ZERO);
         if let Some(p) = &self.password {
             o = o.password(p);
         }

@@ -534,3 +534,63 @@ async fn stock_tools_restore_a_backup_by_hand() {
         );
     }
 }
+
+/// An archive the in-process reader does not take (pg_dump's own
+/// compression here, as in archives of a format version newer than the
+/// reader) still restores in parallel, through pg_restore's script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_the_reader_does_not_take_restore_through_pg_restore() {
+    let Some((cluster, _loc, repo)) = setup("logical_fallback").await else {
+        return;
+    };
+    let real = cluster.bin().path("pg_dump");
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["pg_restore", "psql"] {
+        let target = real.parent().unwrap().join(tool);
+        std::os::unix::fs::symlink(target, bin.path().join(tool)).unwrap();
+    }
+    // The real pg_dump, told to compress its data blocks (the last
+    // --compress wins over cfdr's --compress=0).
+    let wrapper = bin.path().join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec '{}' \"$@\" --compress=6\n", real.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let opts = LogicalOptions {
+        bin_dir: Some(bin.path().to_owned()),
+        ..Default::default()
+    };
+    let source = cluster.target(DB);
+    let encode = EncodeOptions::new(Compression::Zstd);
+    let manifest = logical::backup(&repo, &source, "manual", &opts, &encode)
+        .await
+        .unwrap();
+    let req = RestoreRequest {
+        jobs: 2,
+        ..Default::default()
+    };
+    let report = logical::restore(&repo, &source, &manifest, &opts, &req, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.name == "data (2 copy sessions, through pg_restore)"),
+        "{:?}",
+        report.steps
+    );
+    let restored = cluster.target(&report.database);
+    assert_eq!(
+        content_fingerprint(&restored).await.unwrap(),
+        content_fingerprint(&source).await.unwrap()
+    );
+    assert_eq!(
+        schema_only(&cluster, &report.database).await,
+        schema_only(&cluster, DB).await
+    );
+}
