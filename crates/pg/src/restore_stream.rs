@@ -1,19 +1,27 @@
-//! Feeds a stored custom-format dump to `pg_restore` straight from the
-//! repository: no staging file, bounded memory.
+//! Restores a stored custom-format dump straight from the repository: no
+//! staging file, bounded memory.
 //!
 //! With one job, one `pg_restore` reads the whole stream. With more, the
-//! object is read in three passes, because `pg_restore --jobs` needs a file
-//! it can seek:
+//! object is read in passes, because `pg_restore --jobs` needs a file it
+//! can seek:
 //! 1. `pg_restore --section=pre-data` creates the schema; it reads only the
-//!    table of contents at the front, so the download stops there;
-//! 2. `pg_restore --section=data --file=-` turns the archive into its SQL
-//!    script; the rows of every `COPY` block are dealt out in 1 MiB slices
-//!    to `jobs` sessions copying into the same table at once (COPY parsing
-//!    in the server is the bulk of a restore and runs on one core per
-//!    session); everything else in the script (sequence values, large
-//!    objects) goes to `psql` in order. This pass reads the whole object and
-//!    so verifies its checksum;
-//! 3. `pg_restore --section=post-data` builds indexes and constraints.
+//!    table of contents at the front, so the download stops there. The
+//!    post-data script is read the same way, into memory;
+//! 2. the data pass reads the archive in-process ([`crate::archive_data`]):
+//!    the rows of every table are dealt out in 1 MiB slices to `jobs`
+//!    sessions copying into the same table at once (COPY parsing in the
+//!    server is the bulk of a restore and runs on one core per session).
+//!    As soon as a table's rows are committed, its indexes and primary,
+//!    unique and exclusion constraints are built on one more session
+//!    ([`crate::post_data`]) while the next tables load. Sequence values
+//!    and large objects are left to `pg_restore --use-list`. This pass
+//!    reads the whole object and so verifies its checksum. An archive the
+//!    reader does not take (compressed by pg_dump, an unknown format
+//!    version) goes through `pg_restore --section=data --file=-` instead,
+//!    its script split the same way, with everything but the rows sent to
+//!    `psql` in order;
+//! 3. `psql` runs the rest of the post-data script (foreign keys, triggers,
+//!    index attachments, materialized views, grants) in its order.
 //!
 //! Rows of a table larger than one slice are loaded in an interleaved
 //! physical order; the rows themselves are identical.
