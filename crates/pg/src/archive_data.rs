@@ -12,7 +12,7 @@
 //! [`ReadError::Unsupported`] before the first row, and the restore uses
 //! `pg_restore`'s script instead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
@@ -101,10 +101,12 @@ fn read_blocks<R: BufRead>(
     send: &impl Fn(Event) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut rows = BytesMut::with_capacity(2 * SLICE);
+    let mut missing: HashSet<i64> = tables.keys().copied().collect();
     while let Some(block) = framing.block_type()? {
         let id = framing.int()?;
         match (block, tables.get(&id)) {
             (BLOCK_DATA, Some(statement)) => {
+                missing.remove(&id);
                 while framing.chunk_into(&mut rows)? {
                     if rows.len() >= SLICE
                         && let Some(end) = memchr::memrchr(b'\n', &rows)
@@ -145,12 +147,18 @@ fn read_blocks<R: BufRead>(
             }
         }
     }
-    Ok(())
+    // pg_restore stops the same way ("could not find block ID").
+    match missing.iter().min().and_then(|id| tables.get(id)) {
+        Some(statement) => Err(ReadError::Broken(format!(
+            "the archive lists `{statement}` but holds no rows for it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The `COPY ... FROM stdin` of a table-data entry, without its `;`.
 fn copy_statement(entry: &pgarchive::TocEntry) -> Option<Arc<str>> {
-    if entry.desc != "TABLE DATA" {
+    if entry.desc != "TABLE DATA" || !entry.had_dumper {
         return None;
     }
     let statement = entry.copy_stmt.trim_end().strip_suffix(';')?;
@@ -337,6 +345,29 @@ mod tests {
             assert!(matches!(r, Err(ReadError::Broken(_))), "cut {cut}: {r:?}");
         }
         assert_eq!(read_table(&stream, 16).unwrap().0, b"1\ta\n2\tb\n");
+    }
+
+    #[test]
+    fn a_listed_table_without_its_block_is_damage() {
+        let events = std::cell::RefCell::new(0);
+        let tables = HashMap::from([
+            (7, Arc::<str>::from("COPY public.t (a) FROM stdin")),
+            (8, Arc::<str>::from("COPY public.gone (a) FROM stdin")),
+        ]);
+        let stream = blocks(&[b"1\n", b"\\.\n\n\n"]);
+        let mut framing = Framing {
+            src: &stream[..],
+            int_size: 4,
+        };
+        let r = read_blocks(&mut framing, &tables, &|_| {
+            *events.borrow_mut() += 1;
+            Ok(())
+        });
+        assert!(
+            matches!(&r, Err(ReadError::Broken(m)) if m.contains("`COPY public.gone (a) FROM stdin` but holds no rows")),
+            "{r:?}"
+        );
+        assert_eq!(*events.borrow(), 2, "table 7 was read whole first");
     }
 
     #[test]

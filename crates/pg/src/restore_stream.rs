@@ -262,13 +262,9 @@ impl Load<'_> {
             if let Some(pool) = pool {
                 pool.close().await?;
             }
-            // Entries of tables that never ended (none in a whole archive)
-            // run with the rest.
-            let mut rest = plan.rest;
-            for entries in plan.early.into_values() {
-                rest.extend(entries.into_iter().map(|e| e.sql));
-            }
-            Ok(Some((others, rest)))
+            // Every loaded table ended, or the reader reports the archive
+            // as damaged (which the caller returns): nothing is left early.
+            Ok(Some((others, plan.rest)))
         };
         let (fed, loaded, built_early) =
             tokio::join!(feed, load, self.build_early(header, early_rx));
