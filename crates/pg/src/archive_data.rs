@@ -161,8 +161,7 @@ fn copy_statement(entry: &pgarchive::TocEntry) -> Option<Arc<str>> {
     if entry.desc != "TABLE DATA" || !entry.had_dumper {
         return None;
     }
-    let statement = entry.copy_stmt.trim_end().strip_suffix(';')?;
-    (statement.starts_with("COPY ") && statement.ends_with(" FROM stdin")).then(|| statement.into())
+    crate::post_data::copy_from_stdin(&entry.copy_stmt).map(Arc::from)
 }
 
 /// pg_dump ends each table's rows with a `\.` line (and blank lines);

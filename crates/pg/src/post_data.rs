@@ -131,6 +131,25 @@ fn early_entry(chunk: &[&str], loaded: &impl Fn(&str) -> bool) -> Option<(String
     loaded(table).then(|| (table.to_owned(), format!("{kind} {name}")))
 }
 
+/// `COPY <table> (cols) FROM stdin;` (a line of pg_restore's script or a
+/// table-data entry's statement) without its `;` and line end.
+pub(crate) fn copy_from_stdin(text: &str) -> Option<&str> {
+    let statement = text.trim_end().strip_suffix(';')?;
+    (statement.starts_with("COPY ") && statement.ends_with(" FROM stdin")).then_some(statement)
+}
+
+/// The session settings at the top of a pg_restore script (before its
+/// first entry): client encoding, search path and the like.
+pub(crate) fn preamble_settings(script: &str) -> String {
+    script
+        .split_inclusive('\n')
+        .take_while(|line| {
+            !line.starts_with("-- Name: ") && !line.starts_with("-- Data for Name: ")
+        })
+        .filter(|line| is_session_setting(line.as_bytes()))
+        .collect()
+}
+
 /// The table a `COPY <table> (cols) FROM stdin` statement loads, as written.
 pub(crate) fn copy_target(statement: &str) -> Option<&str> {
     Some(qualified_name(statement.strip_prefix("COPY ")?)?.0)

@@ -44,7 +44,9 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::archive_data::{self, Event, ReadError, SLICE};
 use crate::error::{Error, Result};
-use crate::post_data::{Early, Plan, copy_target, is_session_setting};
+use crate::post_data::{
+    Early, Plan, copy_from_stdin, copy_target, is_session_setting, preamble_settings,
+};
 use crate::target::PgTarget;
 use crate::tools::PgBin;
 
@@ -87,7 +89,7 @@ impl Load<'_> {
         done("schema (pre-data)".into(), t);
         let t = Instant::now();
         let post_data = self.script(&["--section=post-data"]).await?;
-        let header = session_settings(&post_data);
+        let header = preamble_settings(&post_data);
         let rest = match self.data_in_process(&header, &post_data).await? {
             Some(loaded) => {
                 // Sequence values, large objects: pg_restore restores the rest.
@@ -436,23 +438,9 @@ fn failed_tool(tool: &str, out: &std::process::Output) -> Result<()> {
     })
 }
 
-/// The session settings at the top of a pg_restore script (before its
-/// first entry): client encoding, search path and the like.
-fn session_settings(script: &str) -> String {
-    script
-        .split_inclusive('\n')
-        .take_while(|line| {
-            !line.starts_with("-- Name: ") && !line.starts_with("-- Data for Name: ")
-        })
-        .filter(|line| is_session_setting(line.as_bytes()))
-        .collect()
-}
-
 /// `COPY t (cols) FROM stdin;` opens a data block in pg_restore's script.
 fn copy_statement(line: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
-    let stmt = text.strip_suffix(';')?;
-    (stmt.starts_with("COPY ") && stmt.ends_with(" FROM stdin")).then(|| stmt.to_owned())
+    copy_from_stdin(std::str::from_utf8(line).ok()?).map(str::to_owned)
 }
 
 /// pg_restore's script read in large blocks: statements line by line, COPY
