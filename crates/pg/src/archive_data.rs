@@ -179,6 +179,10 @@ fn strip_end_marker(rows: &mut BytesMut) {
     }
 }
 
+fn cut_inside_a_block() -> ReadError {
+    ReadError::Broken("the stream ends inside a block".into())
+}
+
 struct Framing<R> {
     src: R,
     int_size: usize,
@@ -200,9 +204,7 @@ impl<R: BufRead> Framing<R> {
         let mut b = [0u8; 9];
         let b = &mut b[..=self.int_size];
         self.src.read_exact(b).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                ReadError::Broken("the stream ends inside a block".into())
-            }
+            io::ErrorKind::UnexpectedEof => cut_inside_a_block(),
             _ => e.into(),
         })?;
         let magnitude = b[1..]
@@ -227,7 +229,7 @@ impl<R: BufRead> Framing<R> {
         while left > 0 {
             let buf = self.src.fill_buf()?;
             if buf.is_empty() {
-                return Err(ReadError::Broken("the stream ends inside a block".into()));
+                return Err(cut_inside_a_block());
             }
             let n = buf.len().min(left);
             out.extend_from_slice(&buf[..n]);
@@ -245,7 +247,7 @@ impl<R: BufRead> Framing<R> {
             }
             let skipped = io::copy(&mut (&mut self.src).take(len as u64), &mut io::sink())?;
             if skipped < len as u64 {
-                return Err(ReadError::Broken("the stream ends inside a block".into()));
+                return Err(cut_inside_a_block());
             }
         }
     }

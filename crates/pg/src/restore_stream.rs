@@ -147,16 +147,23 @@ impl Load<'_> {
     async fn pg_restore_pass(&self, args: &[&str], whole: bool) -> Result<()> {
         let mut cmd = self.pg_restore(args)?;
         cmd.arg("--dbname").arg(&self.target.database);
+        let (ended_early, _) = self.run_fed(cmd).await?;
+        if ended_early && whole {
+            self.verify().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a pg_restore reading the object on its stdin; (whether it
+    /// stopped reading before the end, its output) once it succeeded.
+    async fn run_fed(&self, mut cmd: Command) -> Result<(bool, std::process::Output)> {
         let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
         let stdin = child.stdin.take();
         let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
         let out = out.map_err(Error::io("waiting for pg_restore"))?;
         let ended_early = fed?;
         failed_tool("pg_restore", &out)?;
-        if ended_early && whole {
-            self.verify().await?;
-        }
-        Ok(())
+        Ok((ended_early, out))
     }
 
     /// Decodes the object into `sink`; Ok(true) when the reader closed the
@@ -195,12 +202,7 @@ impl Load<'_> {
     async fn script(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.pg_restore(args)?;
         cmd.arg("--file=-").stdout(Stdio::piped());
-        let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
-        let stdin = child.stdin.take();
-        let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
-        let out = out.map_err(Error::io("waiting for pg_restore"))?;
-        fed?;
-        failed_tool("pg_restore", &out)?;
+        let (_, out) = self.run_fed(cmd).await?;
         String::from_utf8(out.stdout)
             .map_err(|_| Error::Config("pg_restore's script is not UTF-8".into()))
     }
