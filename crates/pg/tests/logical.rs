@@ -167,12 +167,43 @@ async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
         stop.clone(),
         Duration::from_millis(2),
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backup starts while rows are arriving, and more arrive after its
+    // snapshot: wait for both rather than for a fixed time.
+    let rows_beyond = |floor: i64| {
+        let source = source.clone();
+        move || {
+            let source = source.clone();
+            async move {
+                let mut conn = source.connect().await.map_err(|e| e.to_string())?;
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM trades")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n > floor {
+                    Ok(())
+                } else {
+                    Err(format!("{n} trades"))
+                }
+            }
+        }
+    };
+    cfdr_testing::eventually(
+        "the workload writes",
+        cfdr_testing::PATIENCE,
+        rows_beyond(5_010),
+    )
+    .await;
     let opts = LogicalOptions::default();
     let manifest = logical::backup(&repo, &source, "daily", &opts, &EncodeOptions::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recorded = LogicalDetails::of(&manifest).unwrap().row_counts["trades"];
+    cfdr_testing::eventually(
+        "rows written after the backup's snapshot",
+        cfdr_testing::PATIENCE,
+        rows_beyond(recorded),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let inserted = writer.await.unwrap().unwrap();
     assert!(
@@ -180,7 +211,6 @@ async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
         "the workload must have been writing ({inserted} rows)"
     );
 
-    let recorded = LogicalDetails::of(&manifest).unwrap().row_counts["trades"];
     assert!(
         recorded > 5_000 && recorded < 5_000 + inserted as i64,
         "snapshot count {recorded}"
