@@ -379,6 +379,10 @@ pub async fn restore(
 
     let t = Instant::now();
     admin::check_name(&target_db)?;
+    if req.swap {
+        // Refused now rather than at the rename after a whole restore.
+        before_free(server, &live, &target_db, &manifest.id).await?;
+    }
     // Read before anything is created: a dump whose table of contents
     // cannot be read leaves nothing to clean up.
     let object = manifest.objects.first().ok_or_else(|| Error::NoBackup {
@@ -558,14 +562,8 @@ async fn swap(
         restored: restored.to_owned(),
         reason,
     };
-    let before = before_name(live, &manifest.id);
-    // Checked before the hook stops anything: a leftover of an earlier
-    // swap to the same backup would fail the rename.
-    if admin::database_exists(server, &before).await? {
-        return Err(refuse(format!(
-            "{before} (where the live database would be kept) exists already; rename or drop it, then run the swap again"
-        )));
-    }
+    // Checked before the hook stops anything.
+    let before = before_free(server, live, restored, &manifest.id).await?;
     run_hook("before_restore", opts.before_restore.as_deref()).await?;
     let sessions = admin::sessions_on(server, live).await?;
     if sessions > 0 {
@@ -595,6 +593,28 @@ async fn swap(
     }
     run_hook("after_restore", opts.after_restore.as_deref()).await?;
     Ok(previous)
+}
+
+/// The name the live database will keep, refused when a database has it
+/// already (a leftover of an earlier swap to the same backup): the rename
+/// would fail.
+async fn before_free(
+    server: &PgTarget,
+    live: &str,
+    restored: &str,
+    id: &BackupId,
+) -> Result<String> {
+    let before = before_name(live, id);
+    if admin::database_exists(server, &before).await? {
+        return Err(Error::Swap {
+            live: live.to_owned(),
+            restored: restored.to_owned(),
+            reason: format!(
+                "{before} (where the live database would be kept) exists already; rename or drop it, then run the swap again"
+            ),
+        });
+    }
+    Ok(before)
 }
 
 /// `name` as one shell word in printed advice.

@@ -245,7 +245,7 @@ async fn restore_and_swap_keep_owner_privileges_settings_comment_and_locale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_recorded_without_locale_restores_with_the_server_defaults() {
+async fn missing_locales_are_named_and_older_manifests_restore_as_before() {
     let test = "manifest_without_locale";
     let Some((cluster, _loc, repo)) = setup(test).await else {
         return;
@@ -257,6 +257,25 @@ async fn a_backup_recorded_without_locale_restores_with_the_server_defaults() {
     let mut manifest = logical::backup(&repo, &source, "manual", &opts, &Default::default())
         .await
         .unwrap();
+    // From a host with a locale this one lacks: refused, naming it,
+    // before anything is created.
+    let mut foreign = manifest.clone();
+    foreign.details["locale"]["collate"] = "xx_XX.UTF-8".into();
+    let req = RestoreRequest {
+        target_db: Some("ledger_foreign".into()),
+        ..Default::default()
+    };
+    let err = logical::restore(&repo, &source, &foreign, &opts, &req, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Locale { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("(LATIN1, libc collate xx_XX.UTF-8 ctype C)") && msg.contains("locale -a"),
+        "{msg}"
+    );
+    assert!(!exists(&cluster, "ledger_foreign").await);
+
     // As cfdr wrote manifests before it recorded encoding and locale.
     assert!(manifest.details.remove("locale").is_some());
     let old: Manifest = manifest;
@@ -368,6 +387,19 @@ async fn long_names_fit_and_a_refused_swap_is_finished_with_swap_only() {
             .contains(&format!("there is no database {restored}")),
         "{gone}"
     );
+
+    // Swapping to the same backup again would need the name the previous
+    // database has: refused before restoring anything.
+    let err = logical::restore(&repo, &source, &first, &opts, &swap, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "{previous} (where the live database would be kept) exists already"
+        )),
+        "{err}"
+    );
+    assert!(!exists(&cluster, &restored).await, "nothing was restored");
 
     // A second backup, restore and swap with the same long name: its names
     // differ from the first's where it matters, so nothing collides.
