@@ -670,6 +670,9 @@ async fn check(
         .map(|t| format!("table {t} missing"))
         .collect();
     let counts = admin::row_counts(&mut conn, restored, &opts.watched_tables).await?;
+    // Closed before returning: a swap renames this database next, which
+    // the server refuses while a session is still on it.
+    let _ = conn.close().await;
     for (table, want) in &details.row_counts {
         match counts.get(table) {
             Some(got) if got == want => {}
