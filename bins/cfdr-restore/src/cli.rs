@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
     cfdr-restore logical --latest                      # into cryptofunk_restore_<id>\n  \
     cfdr-restore logical --before 2026-11-06T14:30:00Z --swap\n  \
     cfdr-restore logical 20261106T140000.000Z-logical-ab12 --target-db cf_check --jobs 2\n  \
+    cfdr-restore logical 20261106T140000.000Z-logical-ab12 --swap-only   # after a refused --swap\n  \
     cfdr-restore pitr --to-time 2026-11-06T14:29:00Z --data-dir /var/lib/postgresql/15/pitr --start\n  \
     cfdr-restore pitr --to-name before_migration --data-dir /srv/pg/restore"
 )]
@@ -38,12 +39,20 @@ pub(crate) enum Command {
         /// The latest backup finished before this time (RFC 3339).
         #[arg(long, conflicts_with = "id")]
         before: Option<jiff::Timestamp>,
-        /// Database to create (default <db>_restore_<id>).
+        /// Database to create (default <db>_restore_<id>, <db> shortened so
+        /// the name fits PostgreSQL's 63 bytes). With --swap-only: the
+        /// restored database to swap in.
         #[arg(long)]
         target_db: Option<String>,
-        /// Make the restored database the live one; keep the old as <db>_before_<id>.
+        /// Make the restored database the live one; keep the old as
+        /// <db>_before_<id> (<db> shortened to fit 63 bytes).
         #[arg(long)]
         swap: bool,
+        /// Do not restore: swap in the database already restored from backup
+        /// ID (after a swap was refused because sessions were connected).
+        /// Its tables and row counts are checked against the backup again.
+        #[arg(long, requires = "id", conflicts_with_all = ["swap", "latest", "before"])]
+        swap_only: bool,
         /// Sessions loading rows at once (default: one per CPU core). Above 1
         /// the stored dump is read three times (schema, data, indexes),
         /// never staged on disk; 1: a single pg_restore.

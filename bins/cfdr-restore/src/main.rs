@@ -35,6 +35,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             before,
             target_db,
             swap,
+            swap_only,
             jobs,
         } => {
             let server = PgTarget::from_env()?;
@@ -44,6 +45,23 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 (None, None) => Selector::Latest,
             };
             let manifest = logical::find(&repo, &selector, None).await?;
+            if swap_only {
+                let report = logical::swap_restored(
+                    &server,
+                    &manifest,
+                    &config.pg,
+                    target_db.as_deref(),
+                    print_step,
+                )
+                .await?;
+                println!(
+                    "{} is live (restored from {}); previous database kept as {}",
+                    report.database,
+                    manifest.id,
+                    report.previous.as_deref().unwrap_or("-")
+                );
+                return Ok(within_rto(report.total, rto));
+            }
             println!(
                 "restoring {} ({} stored)",
                 manifest.id,
@@ -59,6 +77,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let report =
                 logical::restore(&repo, &server, &manifest, &config.pg, &req, print_step).await?;
             println!("restored into {}", report.database);
+            if let Some(previous) = &report.previous {
+                println!("previous database kept as {previous}");
+            }
             report.total
         }
         Command::Pitr {
@@ -110,6 +131,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
             report.total
         }
     };
+    Ok(within_rto(total, rto))
+}
+
+/// Prints the total against the RTO; over it is a failed check.
+fn within_rto(total: Duration, rto: Duration) -> Outcome {
     let within = total <= rto;
     println!(
         "total {:.1}s ({} the database RTO of {}s)",
@@ -117,11 +143,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
         if within { "within" } else { "OVER" },
         rto.as_secs()
     );
-    Ok(if within {
+    if within {
         Outcome::Ok
     } else {
         Outcome::CheckFailed
-    })
+    }
 }
 
 fn print_step(s: &logical::Step) {
