@@ -11,7 +11,7 @@ use cfdr_pg::{Error, LocalCluster};
 use cfdr_storage::{Compression, EncodeOptions, Manifest, Repository};
 use cfdr_testing::pg::cryptofunk_cluster;
 use cfdr_testing::{Backend, TestLocation};
-use sqlx::Executor;
+use sqlx::{Connection, Executor};
 
 const DB: &str = "cryptofunk";
 
@@ -19,12 +19,14 @@ const DB: &str = "cryptofunk";
 /// far below a hang.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Two tables of 200,000 rows (about 16 MB each, with primary keys) after
-/// the CryptoFunk schema: enough rows follow any damage to fill every
-/// buffer between the download and the copy sessions.
+/// Two tables of 200,000 rows (about 16 MB each, with primary keys, the
+/// first with an index) after the CryptoFunk schema: enough rows follow
+/// any damage to fill every buffer between the download and the copy
+/// sessions.
 const BIG_TABLES: &str = "
 CREATE TABLE t1 (id bigint PRIMARY KEY, v text);
 INSERT INTO t1 SELECT g, md5(g::text) || md5((g * 3)::text) FROM generate_series(1, 200000) g;
+CREATE INDEX t1_v ON t1 (v);
 CREATE TABLE t2 AS SELECT * FROM t1;
 ALTER TABLE t2 ADD PRIMARY KEY (id);
 ";
@@ -64,6 +66,41 @@ async fn backed_up(
     Some((cluster, loc, repo, manifest))
 }
 
+/// Restores the backup into a new database with `jobs` sessions: it must
+/// fail within [`LIMIT`] and leave no database; its error.
+async fn failed_restore(
+    cluster: &LocalCluster,
+    repo: &Repository,
+    manifest: &Manifest,
+    case: &str,
+    jobs: u32,
+) -> Error {
+    let server = cluster.target("postgres");
+    let target_db = format!("damaged_{}_{jobs}", case.replace([' ', '/'], "_"));
+    let req = RestoreRequest {
+        target_db: Some(target_db.clone()),
+        jobs,
+        ..RestoreRequest::default()
+    };
+    let opts = LogicalOptions::default();
+    let restored = tokio::time::timeout(
+        LIMIT,
+        logical::restore(repo, &server, manifest, &opts, &req, |_| {}),
+    )
+    .await;
+    let Ok(restored) = restored else {
+        panic!("{case}, {jobs} jobs: the restore hung (no result after {LIMIT:?})");
+    };
+    let err = restored.unwrap_err();
+    assert!(
+        !cfdr_pg::admin::database_exists(&server, &target_db)
+            .await
+            .unwrap(),
+        "{case}, {jobs} jobs: the half-restored {target_db} must be dropped ({err})"
+    );
+    err
+}
+
 /// Stores `damaged` in place of the backup's object and restores it with
 /// 1, 2 and 3 jobs: each fails within [`LIMIT`] with the object named as
 /// corrupt, and its target database is gone.
@@ -76,30 +113,8 @@ async fn restore_fails_fast(
 ) {
     let key = manifest.objects[0].key.clone();
     repo.store().put(&key, damaged).await.unwrap();
-    let server = cluster.target("postgres");
     for jobs in [1, 2, 3] {
-        let target_db = format!("damaged_{}_{jobs}", case.replace([' ', '/'], "_"));
-        let req = RestoreRequest {
-            target_db: Some(target_db.clone()),
-            jobs,
-            ..RestoreRequest::default()
-        };
-        let restored = tokio::time::timeout(
-            LIMIT,
-            logical::restore(
-                repo,
-                &server,
-                manifest,
-                &LogicalOptions::default(),
-                &req,
-                |_| {},
-            ),
-        )
-        .await;
-        let Ok(restored) = restored else {
-            panic!("{case}, {jobs} jobs: the restore hung (no result after {LIMIT:?})");
-        };
-        let err = restored.unwrap_err();
+        let err = failed_restore(cluster, repo, manifest, case, jobs).await;
         assert!(
             matches!(&err, Error::Storage(cfdr_storage::Error::Corrupt { key: k, .. }) if *k == key),
             "{case}, {jobs} jobs: the damaged object must be the error, not its symptom: {err}"
@@ -108,12 +123,6 @@ async fn restore_fails_fast(
             err.to_string()
                 .contains(&format!("object {key} is corrupt")),
             "{case}, {jobs} jobs: {err}"
-        );
-        assert!(
-            !cfdr_pg::admin::database_exists(&server, &target_db)
-                .await
-                .unwrap(),
-            "{case}, {jobs} jobs: the half-restored {target_db} must be dropped"
         );
     }
 }
@@ -173,6 +182,36 @@ async fn damage_in_an_uncompressed_dump_ends_the_restore_and_names_the_object() 
     // Cut in half: the archive reader finds a block cut short.
     let cut = stored[..stored.len() / 2].to_vec();
     restore_fails_fast(&cluster, &repo, &manifest, "truncated", cut).await;
+
+    // An intact object and a server that refuses index builds (an event
+    // trigger that new databases inherit): the index of the first big
+    // table fails while the other still loads, and that is the error.
+    let key = &manifest.objects[0].key;
+    repo.store().put(key, stored).await.unwrap();
+    let mut template = cluster.target("template1").connect().await.unwrap();
+    template
+        .execute(
+            "CREATE FUNCTION refuse_index() RETURNS event_trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'index builds are refused here'; END $$;
+             CREATE EVENT TRIGGER refuse_index ON ddl_command_start
+               WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION refuse_index();",
+        )
+        .await
+        .unwrap();
+    // CREATE DATABASE copies template1 only when no one is connected to it.
+    template.close().await.unwrap();
+    for jobs in [1, 2, 3] {
+        let err = failed_restore(&cluster, &repo, &manifest, "index build", jobs).await;
+        let text = err.to_string();
+        assert!(
+            !matches!(err, Error::Storage(_)) && text.contains("index builds are refused here"),
+            "index build, {jobs} jobs: the first failure is the error: {text}"
+        );
+        assert!(
+            jobs == 1 || text.contains("creating INDEX t1_v"),
+            "index build, {jobs} jobs: built alongside the data: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
