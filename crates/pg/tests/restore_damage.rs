@@ -10,7 +10,7 @@ use cfdr_pg::logical::{self, LogicalOptions, RestoreRequest};
 use cfdr_pg::{Error, LocalCluster};
 use cfdr_storage::{Compression, EncodeOptions, Manifest, Repository};
 use cfdr_testing::pg::cryptofunk_cluster;
-use cfdr_testing::{Backend, TestLocation};
+use cfdr_testing::{Backend, FaultLayer, FaultMode, FaultOp, TestLocation};
 use sqlx::{Connection, Executor};
 
 const DB: &str = "cryptofunk";
@@ -217,7 +217,7 @@ async fn damage_in_an_uncompressed_dump_ends_the_restore_and_names_the_object() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_in_a_zstd_dump_ends_the_restore_and_names_the_object() {
     let test = "restore_damage_zstd";
-    let Some((cluster, _loc, repo, manifest)) = backed_up(test, Compression::Zstd).await else {
+    let Some((cluster, loc, repo, manifest)) = backed_up(test, Compression::Zstd).await else {
         return;
     };
     let stored = repo
@@ -237,4 +237,64 @@ async fn damage_in_a_zstd_dump_ends_the_restore_and_names_the_object() {
         damaged[at] ^= flip;
         restore_fails_fast(&cluster, &repo, &manifest, case, damaged).await;
     }
+
+    // The storage failing a read (no retries) somewhere in the download:
+    // the restore ends with that error and leaves no database.
+    repo.store()
+        .put(&manifest.objects[0].key, stored)
+        .await
+        .unwrap();
+    let mut failed = 0;
+    for seed in 1..=8u64 {
+        let jobs = 1 + (seed % 3) as u32;
+        let faults = FaultLayer::new(seed, 0.2, FaultMode::Fail, &[FaultOp::Read]);
+        let mut opts = loc.options.clone();
+        opts.retry.max_retries = 0;
+        let store = opts.build_with(move |op| op.layer(faults)).unwrap();
+        // Opening reads too; the plan lets one of a few tries through.
+        let mut faulty = None;
+        for _ in 0..50 {
+            if let Ok(r) = Repository::open(store.clone()).await {
+                faulty = Some(r);
+                break;
+            }
+        }
+        let faulty = faulty.unwrap();
+        let case = format!("storage fault {seed}");
+        let server = cluster.target("postgres");
+        let target_db = format!("storage_fault_{seed}");
+        let req = RestoreRequest {
+            target_db: Some(target_db.clone()),
+            jobs,
+            ..RestoreRequest::default()
+        };
+        let opts = LogicalOptions::default();
+        let restored = tokio::time::timeout(
+            LIMIT,
+            logical::restore(&faulty, &server, &manifest, &opts, &req, |_| {}),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{case}, {jobs} jobs: the restore hung"));
+        match restored {
+            Ok(_) => cfdr_pg::admin::drop_database(&server, &target_db)
+                .await
+                .unwrap(),
+            Err(err) => {
+                failed += 1;
+                assert!(
+                    err.to_string().contains("injected Read fault"),
+                    "{case}, {jobs} jobs: {err}"
+                );
+                assert!(
+                    !cfdr_pg::admin::database_exists(&server, &target_db)
+                        .await
+                        .unwrap(),
+                    "{case}, {jobs} jobs: {target_db} must be dropped"
+                );
+            }
+        }
+    }
+    // The plan fails reads in every pass (schema, script, data) across
+    // these seeds; a change in how many reads a pass makes moves them.
+    assert!(failed >= 2, "only {failed} restores met a storage fault");
 }
