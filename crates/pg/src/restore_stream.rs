@@ -927,6 +927,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_closed_reader_fails_the_feed_or_is_drained_past() {
+        for drain in [false, true] {
+            let (writer, reader) = tokio::io::duplex(64);
+            let mut sink = UntilClosed {
+                inner: Some(writer),
+                drain,
+            };
+            sink.write_all(b"first").await.unwrap();
+            drop(reader);
+            let r = sink.write_all(&[7; 4096]).await;
+            assert_eq!(r.is_ok(), drain, "drain {drain}: {r:?}");
+            if drain {
+                assert!(sink.inner.is_none(), "the closed writer is let go");
+                sink.write_all(b"more").await.unwrap();
+                sink.shutdown().await.unwrap();
+            }
+        }
+    }
+
     #[test]
     fn recognises_copy_blocks_and_session_settings() {
         assert_eq!(
