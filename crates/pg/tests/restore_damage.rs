@@ -171,9 +171,8 @@ async fn damage_in_an_uncompressed_dump_ends_the_restore_and_names_the_object() 
 
     // A changed digit makes two rows of the first big table share a
     // primary key: the rows load, its early key build fails while the
-    // other table still loads.
-    // (pg_dump writes each row as a chunk after its length, whose high
-    // byte is 0.)
+    // other table still loads. (pg_dump writes each row as a chunk after
+    // its length, whose high byte is 0.)
     let mut damaged = stored.clone();
     let row = memchr::memmem::find(&damaged, b"\x00100000\t").unwrap();
     damaged[row + 6] = b'1';
