@@ -623,4 +623,43 @@ async fn archives_the_reader_does_not_take_restore_through_pg_restore() {
         schema_only(&cluster, &report.database).await,
         schema_only(&cluster, DB).await
     );
+
+    // Damage in such an archive ends the script pass too, as damage.
+    let plain = logical::backup(
+        &repo,
+        &source,
+        "manual",
+        &opts,
+        &EncodeOptions::new(Compression::None),
+    )
+    .await
+    .unwrap();
+    let key = plain.objects[0].key.clone();
+    let mut damaged = repo.store().get(&key).await.unwrap().to_vec();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x80;
+    repo.store().put(&key, damaged).await.unwrap();
+    for jobs in [2, 3] {
+        let req = RestoreRequest {
+            target_db: Some("cryptofunk_damaged_script".into()),
+            jobs,
+            ..Default::default()
+        };
+        let err = tokio::time::timeout(
+            Duration::from_secs(60),
+            logical::restore(&repo, &source, &plain, &opts, &req, |_| {}),
+        )
+        .await
+        .expect("the restore of a damaged archive must end")
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Storage(cfdr_storage::Error::Corrupt { key: k, .. }) if *k == key),
+            "{jobs} jobs: {err}"
+        );
+        assert!(
+            !cfdr_pg::admin::database_exists(&source, "cryptofunk_damaged_script")
+                .await
+                .unwrap()
+        );
+    }
 }
