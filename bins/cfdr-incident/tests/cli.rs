@@ -342,8 +342,14 @@ async fn a_damaged_halt_event_fails_closed() {
     assert!(list.status.success(), "{}", text(&list));
     let listed = String::from_utf8_lossy(&list.stdout);
     let line = listed.lines().find(|l| l.starts_with(&id)).unwrap();
-    assert!(line.ends_with("DAMAGED: counts as TRADING HALTED"), "{listed}");
-    assert!(listed.contains("Dashboard typo"), "the rest still lists: {listed}");
+    assert!(
+        line.ends_with("DAMAGED: counts as TRADING HALTED"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Dashboard typo"),
+        "the rest still lists: {listed}"
+    );
     let warned = String::from_utf8_lossy(&list.stderr);
     assert!(warned.contains(&key), "{warned}");
 
@@ -351,14 +357,18 @@ async fn a_damaged_halt_event_fails_closed() {
     // still counts as halting.
     let first = format!("incidents/{id}/00000001.json");
     let bytes = store.get(&first).await.unwrap().to_vec();
-    store.put(&first, bytes[..bytes.len() / 3].to_vec()).await.unwrap();
+    store
+        .put(&first, bytes[..bytes.len() / 3].to_vec())
+        .await
+        .unwrap();
     let halted = env.run(&["halted"]);
     assert_eq!(halted.status.code(), Some(1), "{}", text(&halted));
     assert!(text(&halted).contains(&format!("incidents/{id}/")));
     let list = env.run(&["list"]);
     assert!(
-        String::from_utf8_lossy(&list.stdout)
-            .contains(&format!("incidents/{id}/  DAMAGED: counts as TRADING HALTED")),
+        String::from_utf8_lossy(&list.stdout).contains(&format!(
+            "incidents/{id}/  DAMAGED: counts as TRADING HALTED"
+        )),
         "{}",
         text(&list)
     );

@@ -160,7 +160,6 @@ restore each named object from a copy of the repository (bucket versioning, a re
 exists, decide by hand whether that incident still halts trading, move the object out of \
 incidents/ and record the decision (`cfdr-incident halt ID --reason ...` or `resume-trading`)";
 
-
 /// Whether trading may go on, read fail-closed: what a pre-trade gate asks
 /// ([`Journal::halt_state`], `cfdr-incident halted`).
 ///

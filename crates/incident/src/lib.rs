@@ -87,8 +87,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use event::{Change, EVENT_FORMAT, Event, PostMortem};
 pub use journal::{
-    Appended, DAMAGE_ADVICE, HaltState, INCIDENTS_PREFIX, Journal, Listing, Loaded, Problem,
-    Stamp, event_key,
+    Appended, DAMAGE_ADVICE, HaltState, INCIDENTS_PREFIX, Journal, Listing, Loaded, Problem, Stamp,
+    event_key,
 };
 pub use model::{
     ActionItem, EntryKind, HaltPeriod, Impact, IncidentId, Links, Severity, Status, TimelineEntry,

@@ -266,7 +266,10 @@ async fn a_damaged_halt_event_keeps_trading_halted_and_names_its_key() {
 
         let state = j.halt_state().await.unwrap();
         assert!(state.trading_halted(), "{what}: {state:?}");
-        assert!(state.halting.is_empty(), "{what}: the halt event is unreadable");
+        assert!(
+            state.halting.is_empty(),
+            "{what}: the halt event is unreadable"
+        );
         assert_eq!(state.damaged.len(), 1, "{what}: {:?}", state.damaged);
         assert_eq!(state.damaged[0].key, key, "{what}");
         let reasons = state.reasons().join("\n");
@@ -282,7 +285,7 @@ async fn a_damaged_halt_event_keeps_trading_halted_and_names_its_key() {
             .filter(|l| l.is_damaged())
             .map(|l| l.incident.id.clone())
             .collect();
-        assert_eq!(damaged, [inc.id.clone()], "{what}");
+        assert_eq!(damaged, std::slice::from_ref(&inc.id), "{what}");
         assert!(listing.incidents.iter().any(|l| l.incident.id == other.id));
     }
 }
@@ -308,7 +311,9 @@ async fn an_unreadable_opening_event_that_halts_keeps_trading_halted() {
     assert!(state.halting.is_empty());
     assert_eq!(state.damaged.len(), 1, "{:?}", state.damaged);
     assert!(
-        state.damaged[0].key.starts_with("incidents/INC-20251106-001/")
+        state.damaged[0]
+            .key
+            .starts_with("incidents/INC-20251106-001/")
             && state.damaged[0].reason.contains("00000001.json"),
         "{:?}",
         state.damaged

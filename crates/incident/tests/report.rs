@@ -166,7 +166,10 @@ async fn notes_are_in_the_report_timeline_and_record_edits_are_not() {
         ]
     );
     // The edits are in their sections and in `show`.
-    assert!(report.contains("- [ ] Alert on connection count\n"), "{report}");
+    assert!(
+        report.contains("- [ ] Alert on connection count\n"),
+        "{report}"
+    );
     let shown = cfdr_incident::report::show(&inc);
     assert!(shown.contains("Action item 1 added"), "{shown}");
     assert!(shown.contains("Linked backup"), "{shown}");
