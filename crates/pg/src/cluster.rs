@@ -19,6 +19,8 @@ pub struct LocalCluster {
     pub socket_dir: PathBuf,
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// Server log of `pg_ctl start` (default: `<data_dir>.log`).
+    pub log_file: PathBuf,
     bin: PgBin,
     running: bool,
     _temp: Option<tempfile::TempDir>,
@@ -108,6 +110,7 @@ impl LocalCluster {
             data_dir: data_dir.to_owned(),
             socket_dir: socket_dir.to_owned(),
             port: free_port()?,
+            log_file: data_dir.with_extension("log"),
             bin: bin.clone(),
             running: false,
             _temp: None,
@@ -125,15 +128,15 @@ impl LocalCluster {
         for (k, v) in extra {
             opts.push_str(&format!(" -c {k}={v}"));
         }
-        let log = self.data_dir.with_extension("log");
+        let log = &self.log_file;
         let mut cmd = self.bin.command("pg_ctl", true)?;
         cmd.args(["-w", "-t", "60", "-D"])
             .arg(&self.data_dir)
             .arg("-l")
-            .arg(&log)
+            .arg(log)
             .args(["-o", &opts, "start"]);
         if let Err(e) = run(cmd, "pg_ctl start").await {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             return Err(Error::Cluster {
                 action: "start",
