@@ -69,6 +69,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
             archive,
             prefetch,
         } => {
+            // The server runs in its own working directory: absolute paths only.
+            let data_dir = std::path::absolute(&data_dir)?;
             let spool = data_dir.with_extension("wal-spool");
             let req = PitrRequest {
                 target: target.recovery_target()?,

@@ -592,9 +592,12 @@ async fn recover(req: &PitrRequest, pg_major: u32, log_file: &Path) -> Result<Re
     let mut cluster = LocalCluster::existing(&bin, &req.data_dir, &req.data_dir)?;
     cluster.log_file = log_file.to_owned();
     let archive_mode = if req.archive { "on" } else { "off" };
-    cluster
-        .start(&[("fsync", "on"), ("archive_mode", archive_mode)])
-        .await?;
+    let settings = [("fsync", "on"), ("archive_mode", archive_mode)];
+    if let Err(e) = cluster.start(&settings).await {
+        // Recovery can end before the server ever accepts connections.
+        let log = std::fs::read_to_string(log_file).unwrap_or_default();
+        return Err(unreached_target(&log, &req.target).unwrap_or(e));
+    }
     let server = cluster.target("postgres");
     wait_for_promotion(&server, &req.data_dir, log_file, &req.target, req.rto).await?;
     let mut conn = server.connect().await?;
