@@ -427,12 +427,15 @@ pub async fn choose_backup(
             reason: format!("it is in the future (now is {now}); give a past time or --latest"),
         });
     }
+    let mut ids = repo.backup_ids().await?;
+    ids.retain(|id| id.kind() == KIND);
+    let catalog = repo.catalog_of(&ids).await?;
+    // An older base backup replays more WAL to the same target.
+    for d in &catalog.damaged {
+        tracing::warn!("skipping {d}");
+    }
     let mut chosen = None;
-    for id in repo.backup_ids().await? {
-        if id.kind() != KIND {
-            continue;
-        }
-        let m = repo.manifest(&id).await?;
+    for m in catalog.backups {
         let fits = match target {
             RecoveryTarget::Time(t) => m.finished <= *t,
             RecoveryTarget::Lsn(l) => PhysicalDetails::of(&m)?.wal.stop <= *l,
