@@ -189,6 +189,7 @@ pub(crate) enum Command {
     /// read (each counts as a halt); exit 1 when trading is halted, 0 only
     /// when every incident was read and none halts.
     Halted {
+        /// Machine-readable: {"halted": bool, "incidents": [...], "damaged": [{"key", "reason"}]}.
         #[arg(long)]
         json: bool,
     },
