@@ -19,6 +19,8 @@ pub struct LocalCluster {
     pub socket_dir: PathBuf,
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// Server log of `pg_ctl start` (default: `<data_dir>.log`).
+    pub log_file: PathBuf,
     bin: PgBin,
     running: bool,
     _temp: Option<tempfile::TempDir>,
@@ -112,6 +114,7 @@ impl LocalCluster {
             data_dir: data_dir.to_owned(),
             socket_dir: socket_dir.to_owned(),
             port: free_port()?,
+            log_file: data_dir.with_extension("log"),
             bin: bin.clone(),
             running: false,
             _temp: None,
@@ -123,7 +126,7 @@ impl LocalCluster {
     /// handle was made; when another process took it since, the server is
     /// started again on a new free port (up to 5 tries).
     pub async fn start(&mut self, extra: &[(&str, &str)]) -> Result<()> {
-        let log = self.data_dir.with_extension("log");
+        let log = self.log_file.clone();
         let mut tries = 0;
         loop {
             tries += 1;

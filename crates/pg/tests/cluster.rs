@@ -23,6 +23,6 @@ async fn a_port_taken_before_start_is_replaced() {
         .await
         .unwrap();
     assert_eq!(port, cluster.port.to_string());
-    let log = std::fs::read_to_string(cluster.data_dir.with_extension("log")).unwrap();
+    let log = std::fs::read_to_string(&cluster.log_file).unwrap();
     assert!(log.contains("Address already in use"), "{log}");
 }

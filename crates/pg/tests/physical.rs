@@ -95,3 +95,29 @@ async fn pitr_refuses_targets_it_cannot_reach() {
         "nothing is created when no backup fits"
     );
 }
+
+/// A damaged manifest of the newest base backup does not stop a PITR: the
+/// older base backup is chosen (it replays more WAL to the same target).
+#[tokio::test]
+async fn a_damaged_base_backup_manifest_falls_back_to_an_older_one() {
+    let repo = repo().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let w = repo.begin_backup(physical::KIND, Some("daily")).unwrap();
+        ids.push(w.commit(Default::default()).await.unwrap().id);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let now = jiff::Timestamp::now();
+    let newest = physical::choose_backup(&repo, &RecoveryTarget::Latest, now)
+        .await
+        .unwrap();
+    assert_eq!(newest.id, ids[1]);
+    repo.store()
+        .put(&ids[1].manifest_key(), "{\"format_version\":1,")
+        .await
+        .unwrap();
+    let chosen = physical::choose_backup(&repo, &RecoveryTarget::Latest, now)
+        .await
+        .unwrap();
+    assert_eq!(chosen.id, ids[0]);
+}

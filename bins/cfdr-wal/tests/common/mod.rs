@@ -204,7 +204,7 @@ pub async fn wait_archived(cluster: &LocalCluster, file: &str) {
 
 /// The last 20 lines of the cluster's server log.
 pub fn server_log_tail(cluster: &LocalCluster) -> String {
-    let log = std::fs::read_to_string(cluster.data_dir.with_extension("log")).unwrap_or_default();
+    let log = std::fs::read_to_string(&cluster.log_file).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(20).collect();
     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
