@@ -581,7 +581,6 @@ fn replace_file(
             .map_err(io(path))?;
         let t = filetime::FileTime::from_unix_time(i64::try_from(mtime).unwrap_or(0), 0);
         filetime::set_file_handle_times(&file, Some(t), Some(t)).map_err(io(path))?;
-        file.sync_all().map_err(io(path))?;
         fs::rename(&tmp, path).map_err(io(path))
     })();
     if result.is_err() {
