@@ -106,6 +106,17 @@ pub async fn restore(
             paths: req.paths.join(", "),
         });
     }
+    // What the (verified) index already shows is refused before anything
+    // is written; the stream is checked again entry by entry.
+    for e in index.entries.iter().filter(|e| selected(&filter, &e.path)) {
+        check_name(e.path.as_bytes())?;
+        if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.target)
+            && !req.allow_outside_links
+            && leaves_root(&e.path, target)
+        {
+            return Err(outside_link(e.path.as_bytes(), target));
+        }
+    }
     fs::create_dir_all(&req.into).map_err(io(&req.into))?;
     let into = fs::canonicalize(&req.into).map_err(io(&req.into))?;
     let obj = object(m, TAR_NAME)?.clone();
@@ -157,6 +168,15 @@ fn refused(entry: &[u8], reason: impl Into<String>) -> Error {
         entry: String::from_utf8_lossy(entry).into_owned(),
         reason: reason.into(),
     }
+}
+
+fn outside_link(entry: &[u8], target: &str) -> Error {
+    refused(
+        entry,
+        format!(
+            "symlink to {target:?} points outside the target folder; pass --allow-outside-links to restore it as a link anyway"
+        ),
+    )
 }
 
 fn extract<R: Read>(src: R, opts: &Options, index: &Index) -> Result<RestoreReport> {
@@ -285,6 +305,19 @@ fn extract<R: Read>(src: R, opts: &Options, index: &Index) -> Result<RestoreRepo
                     ));
                 }
             };
+            // Link targets are judged before the index: a hostile index
+            // must not make an escaping link look merely "unlisted".
+            let link_target = match kind {
+                EntryKind::Symlink => {
+                    let target = check_link_name(&raw_name, raw_link.as_deref())?;
+                    if !opts.allow_outside_links && leaves_root(&name, &target) {
+                        return Err(outside_link(&raw_name, &target));
+                    }
+                    target
+                }
+                _ => String::new(),
+            };
+            no_symlink_on_the_way(opts, &name)?;
             let Some(expected) = by_path.get(name.as_str()).copied() else {
                 return Err(Error::Mismatch {
                     entry: name,
@@ -310,15 +343,7 @@ fn extract<R: Read>(src: R, opts: &Options, index: &Index) -> Result<RestoreRepo
                     report.dirs += 1;
                 }
                 EntryKind::Symlink => {
-                    let target = check_link_name(&raw_name, raw_link.as_deref())?;
-                    if !opts.allow_outside_links && leaves_root(&name, &target) {
-                        return Err(refused(
-                            &raw_name,
-                            format!(
-                                "symlink to {target:?} points outside the target folder; pass --allow-outside-links to restore it as a link anyway"
-                            ),
-                        ));
-                    }
+                    let target = link_target;
                     if expected.target.as_deref() != Some(target.as_str()) {
                         return Err(Error::Mismatch {
                             entry: name,
@@ -443,6 +468,28 @@ fn leaves_root(name: &str, target: &str) -> bool {
         }
     }
     false
+}
+
+/// Refuses `name` when an existing parent of it inside the root is a
+/// symlink (read-only: checked before anything of the entry is written).
+fn no_symlink_on_the_way(opts: &Options, name: &str) -> Result<()> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let mut path = opts.into.clone();
+    for (i, part) in parts.iter().enumerate().take(parts.len() - 1) {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let prefix = parts[..=i].join("/");
+                return Err(refused(
+                    name.as_bytes(),
+                    format!("it would be written through the symlink {prefix:?}"),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// Creates the parent folders of `name` inside the root, refusing to go
