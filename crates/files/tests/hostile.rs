@@ -366,3 +366,31 @@ async fn hostile_archives_are_refused() {
         fs::remove_dir_all(&into).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_that_differs_from_the_index_is_not_put_in_place() {
+    let loc = TestLocation::new(Backend::Fs, "files_index_mismatch").unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let mut t = Vec::new();
+    raw(
+        &mut t,
+        b"ok.txt",
+        EntryType::Regular,
+        b"",
+        b"a tampered file\n",
+    );
+    let m = store(&repo, finish(t), vec![]).await;
+    let into = tempfile::tempdir().unwrap();
+    let err = cfdr_files::restore(&repo, &m, &RestoreRequest::new(into.path()), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, cfdr_files::Error::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("ok.txt"), "{err}");
+    assert!(
+        listing(into.path()).is_empty(),
+        "{:?}",
+        listing(into.path())
+    );
+}
