@@ -16,6 +16,9 @@ use crate::index::{
 };
 use crate::{FileClass, Glob, git};
 
+/// How errors on the tar stream itself name it.
+const STREAM: &str = "archive stream";
+
 /// What to archive.
 #[derive(Clone, Debug)]
 pub struct BackupRequest {
@@ -89,13 +92,22 @@ pub async fn backup(
     let stored = writer
         .put_encoded(&stored_name(TAR_NAME, encode), rd, encode)
         .await;
-    // The walker's error explains a truncated stream better than the upload's.
     let walked = walker.await.map_err(|e| Error::BadSource {
         path: "archive writer".into(),
         reason: e.to_string(),
     })?;
-    let (index, skipped) = walked?;
-    stored?;
+    let (index, skipped) = match (walked, stored) {
+        (Ok(walked), Ok(_)) => walked,
+        // The upload stopped first; the walker only saw the stream close.
+        (Err(Error::Io { source, .. }), Err(upload))
+            if source.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            return Err(upload.into());
+        }
+        // The walker stopped first: its error explains the short stream.
+        (Err(walk), _) => return Err(walk),
+        (Ok(_), Err(upload)) => return Err(upload.into()),
+    };
 
     let index_json = serde_json::to_vec(&index).map_err(|e| Error::InvalidOption {
         option: "index",
@@ -198,7 +210,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 struct Walk<'a, W: Write> {
-    tar: tar::Builder<W>,
+    tar: tar::Builder<io::BufWriter<W>>,
     excludes: &'a [Glob],
     index: Index,
     seen: BTreeSet<String>,
@@ -211,7 +223,8 @@ fn write_tar<W: Write>(
     excludes: &[Glob],
 ) -> Result<(Index, Vec<String>)> {
     let mut w = Walk {
-        tar: tar::Builder::new(sink),
+        // Large writes: each one crosses into the async side (SyncIoBridge).
+        tar: tar::Builder::new(io::BufWriter::with_capacity(1 << 20, sink)),
         excludes,
         index: Index::default(),
         seen: BTreeSet::new(),
@@ -221,8 +234,9 @@ fn write_tar<W: Write>(
     for (path, name) in roots {
         w.entry(path, name)?;
     }
-    let mut sink = w.tar.into_inner().map_err(io("archive stream"))?;
-    sink.flush().map_err(io("archive stream"))?;
+    let sink = w.tar.into_inner().map_err(io(STREAM))?;
+    let mut sink = sink.into_inner().map_err(|e| io(STREAM)(e.into_error()))?;
+    sink.flush().map_err(io(STREAM))?;
     Ok((w.index, w.skipped))
 }
 
@@ -320,10 +334,17 @@ impl<W: Write> Walk<'_, W> {
             children.sort();
             for child in children {
                 let child_path = path.join(&child);
-                let child_name = child.to_str().ok_or_else(|| Error::BadSource {
-                    path: child_path.display().to_string(),
-                    reason: "the name is not UTF-8; rename it or --exclude it".into(),
-                })?;
+                let Some(child_name) = child.to_str() else {
+                    // Excludes see the name with U+FFFD for the bad bytes.
+                    let lossy = format!("{name}/{}", child.to_string_lossy());
+                    if self.excludes.iter().any(|g| g.matches(&lossy)) {
+                        continue;
+                    }
+                    return Err(Error::BadSource {
+                        path: child_path.display().to_string(),
+                        reason: "the name is not UTF-8; rename it or --exclude it".into(),
+                    });
+                };
                 self.entry(&child_path, &format!("{name}/{child_name}"))?;
             }
         }

@@ -186,7 +186,8 @@ fn extract<R: Read>(src: R, opts: &Options, index: &Index) -> Result<RestoreRepo
     let mut seen: HashSet<String> = HashSet::new();
     let mut restored_files: HashSet<String> = HashSet::new();
     let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
-    let mut archive = tar::Archive::new(src);
+    // Large reads: each one crosses into the async side (SyncIoBridge).
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, src));
     let stream = || io("archive stream");
     {
         let entries = archive.entries().map_err(stream())?.raw(true);

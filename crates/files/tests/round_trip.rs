@@ -386,3 +386,40 @@ async fn git_tag_records_the_commit() {
     assert_eq!(third.commit, git(&["rev-parse", "HEAD"]));
     assert!(third.dirty);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_archive_is_not_listed() {
+    use std::os::unix::ffi::OsStrExt;
+    let loc = TestLocation::new(Backend::Fs, "files_failed").unwrap();
+    let repo = Repository::init(loc.options.build().unwrap())
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("logs");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.log"), vec![b'x'; 3 << 20]).unwrap();
+    fs::write(
+        src.join(std::ffi::OsStr::from_bytes(b"z-\xff.log")),
+        "latin-1 name\n",
+    )
+    .unwrap();
+    let req = BackupRequest::new(FileClass::Logs, vec![src.clone()]);
+    let err = cfdr_files::backup(&repo, &req, &EncodeOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not UTF-8") && err.contains("--exclude"),
+        "{err}"
+    );
+    assert!(repo.backup_ids().await.unwrap().is_empty());
+
+    // Excluded, the rest archives.
+    let mut req = req;
+    req.excludes = vec![Glob::new("z-*")];
+    let a = cfdr_files::backup(&repo, &req, &EncodeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(a.details.files, 1);
+    assert_eq!(repo.backup_ids().await.unwrap(), vec![a.manifest.id]);
+}
