@@ -369,6 +369,10 @@ fn extract<R: Read>(src: R, opts: &Options, index: &Index) -> Result<RestoreRepo
                     report.bytes += size;
                 }
             }
+            if kind != EntryKind::File {
+                // A later hardlink may only name what is still a restored file.
+                restored_files.remove(&name);
+            }
             seen.insert(name);
         }
         if pending.name.is_some() || pending.link.is_some() {
