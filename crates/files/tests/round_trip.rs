@@ -268,7 +268,18 @@ async fn round_trip_on_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_byte_in_the_stored_archive_is_refused() {
-    let loc = TestLocation::new(Backend::Fs, "files_flipped_byte").unwrap();
+    flipped_byte(Backend::Fs, "files_flipped_byte_fs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_byte_in_the_stored_archive_is_refused_on_s3() {
+    flipped_byte(Backend::S3, "files_flipped_byte_s3").await;
+}
+
+async fn flipped_byte(backend: Backend, test: &str) {
+    let Some(loc) = TestLocation::new(backend, test) else {
+        return;
+    };
     let repo = Repository::init(loc.options.build().unwrap())
         .await
         .unwrap();
