@@ -543,20 +543,14 @@ fn prepare(opts: &Options, name: &str, dir: bool) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A unique temporary name beside `path`.
+/// A unique temporary name beside `path`; not derived from the entry's
+/// name, which may already be as long as a name can be.
 fn temp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.cfdr-{:08x}", rand_suffix()))
-}
-
-fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
+    // Each RandomState has fresh keys: a different name on every call.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    h.finish() as u32
+    h.write_u32(std::process::id());
+    path.with_file_name(format!(".cfdr-restore-{:016x}", h.finish()))
 }
 
 /// Checks what is at `path` (a folder is never replaced; anything else

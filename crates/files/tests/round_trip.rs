@@ -104,6 +104,11 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("app config.toml", root.join("inside link")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", root.join("outside link")).unwrap();
     fs::write(root.join("scratch.tmp"), "excluded\n").unwrap();
+    // As long as a name can be (255 bytes), and a link to it: both need
+    // GNU long-name headers in the tar.
+    let long = format!("{}.conf", "l".repeat(250));
+    fs::write(root.join(&long), "long name\n").unwrap();
+    std::os::unix::fs::symlink(&long, root.join("long link")).unwrap();
     // 1 GiB, a few bytes of data in holes.
     let mut big = fs::File::create(root.join("big.sparse")).unwrap();
     big.set_len(1 << 30).unwrap();
@@ -141,8 +146,8 @@ async fn round_trip(backend: Backend, test: &str) {
         .await
         .unwrap();
     assert_eq!(archive.manifest.kind, "config");
-    assert_eq!(archive.details.files as usize, SMALL_FILES + 6);
-    assert_eq!(archive.details.symlinks, 2);
+    assert_eq!(archive.details.files as usize, SMALL_FILES + 7);
+    assert_eq!(archive.details.symlinks, 3);
     assert_eq!(archive.details.dirs, 3);
     // A GiB of mostly zeros is stored small.
     assert!(
@@ -191,7 +196,7 @@ async fn round_trip(backend: Backend, test: &str) {
     let report = cfdr_files::restore(&repo, &archive.manifest, &rr, None)
         .await
         .unwrap();
-    assert_eq!(report.files as usize, SMALL_FILES + 6);
+    assert_eq!(report.files as usize, SMALL_FILES + 7);
     let restored = into.join(&root_name);
     assert_eq!(snapshot(&restored), snapshot(&src));
     // Holes stay holes: far less than a GiB on disk.
