@@ -336,7 +336,10 @@ mod tests {
         }
         let zero = Config::from_toml("[objectives]\nrpo = '0s'").unwrap();
         let err = zero.guard_settings().unwrap_err().to_string();
-        assert!(err.contains("objectives.rpo") && err.contains("zero"), "{err}");
+        assert!(
+            err.contains("objectives.rpo") && err.contains("zero"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,10 +17,13 @@ pub enum Error {
     },
     /// The repository cannot be reached or read at start.
     #[error("the guard cannot use the repository: {0}")]
-    Storage(#[from] cfdr_storage::Error),
-    /// A PostgreSQL call failed (used only where the caller asked for it).
-    #[error(transparent)]
-    Pg(#[from] cfdr_pg::Error),
+    Storage(Box<cfdr_storage::Error>),
+}
+
+impl From<cfdr_storage::Error> for Error {
+    fn from(e: cfdr_storage::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
 }
 
 /// Result alias for this crate.

@@ -151,15 +151,19 @@ pub fn exposure(
     Some(Exposure::default())
 }
 
-/// The newest sample at or before which everything is safe, and the one
-/// after it, when a transaction completed between the two and the second
-/// is past the safe position: the commit may lie on either side of `P`.
-/// The refresher then reads the WAL between `P` and the second sample's
-/// position ([`has_xact_records`]); with no commit there, the second
-/// sample's snapshot becomes an anchor at `P`.
+/// The sample whose WAL past the safe position decides the exposure: the
+/// one after the anchor when a transaction completed between the two (the
+/// commit may lie on either side of the safe position `P`), or the first
+/// sample when none is an anchor (the guard just started on a server that
+/// wrote something after the last segment). The refresher then reads the
+/// WAL between `P` and that sample's position ([`has_xact_records`]); with
+/// no commit there, the sample's snapshot becomes an anchor at `P`.
 pub fn ambiguous_step(samples: &[Sample], safe: impl Fn(u32) -> Option<Lsn>) -> Option<usize> {
     let is_safe = |s: &Sample| safe(s.timeline).is_some_and(|p| s.lsn <= p);
-    let anchor = samples.iter().rposition(is_safe)?;
+    let Some(anchor) = samples.iter().rposition(is_safe) else {
+        let first = samples.iter().position(|s| s.at.is_some())?;
+        return safe(samples[first].timeline).map(|_| first);
+    };
     let next = samples.get(anchor + 1)?;
     (next.at.is_some()
         && next.timeline == samples[anchor].timeline
@@ -169,7 +173,8 @@ pub fn ambiguous_step(samples: &[Sample], safe: impl Fn(u32) -> Option<Lsn>) -> 
 
 const XLOG_PAGE_MAGIC_MIN: u16 = 0xD000;
 const SHORT_PAGE_HEADER: u64 = 24;
-const LONG_PAGE_HEADER: u64 = 40;
+/// Size of the page header at the start of each WAL segment.
+pub const LONG_PAGE_HEADER: u64 = 40;
 const RECORD_HEADER: u64 = 24;
 const RM_XACT_ID: u8 = 1;
 
@@ -244,8 +249,8 @@ pub fn has_xact_records(
         let off = (pos - start.0) as usize;
         let tot_len = u64::from(u32_at(off)?);
         if tot_len == 0 {
-            // Zeroed space: the end of WAL written so far.
-            return Some(false);
+            // Zeroed space: inserted records not written to the file yet.
+            return None;
         }
         if tot_len < RECORD_HEADER {
             return None;
@@ -431,6 +436,10 @@ mod tests {
         assert_eq!(ambiguous_step(&samples, safe_at(MIB16)), Some(1));
         let samples = vec![sample(1, MIB16 - 10, 745), sample(2, MIB16 + 40, 745)];
         assert_eq!(ambiguous_step(&samples, safe_at(MIB16)), None);
+        // No anchor yet: the first sample's WAL decides.
+        let samples = vec![sample(1, MIB16 + 10, 745), sample(2, MIB16 + 40, 746)];
+        assert_eq!(ambiguous_step(&samples, safe_at(MIB16)), Some(0));
+        assert_eq!(ambiguous_step(&samples, |_| None), None);
     }
 
     /// Builds WAL pages holding records `(rmid, total length)` from `start`.

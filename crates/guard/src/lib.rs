@@ -154,10 +154,11 @@ impl Guard {
         match tokio::time::timeout(timeout, repository.store().check_access()).await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(Error::Storage(cfdr_storage::Error::Unreachable {
+                return Err(cfdr_storage::Error::Unreachable {
                     endpoint: repository.store().location().display(),
                     detail: format!("no answer within {}", settings.guard.storage_timeout),
-                }));
+                }
+                .into());
             }
         }
         let shared = Arc::new(Shared {
@@ -706,15 +707,27 @@ impl Refresher {
                 let file = WalSegment::containing(s.timeline, p, facts.segment_size)
                     .file_name(facts.segment_size);
                 let len = s.lsn.0 - p.0 + facts.page_size;
-                if let Some(bytes) = self.probe.read_wal(&file, 0, len).await
-                    && exposure::has_xact_records(
-                        &bytes,
-                        p,
-                        s.lsn,
-                        facts.segment_size,
-                        facts.page_size,
-                    ) == Some(false)
-                {
+                // Only a page header past the segment start: no record, and
+                // the file may not even exist yet.
+                let answer = if s.lsn.0 - p.0 <= exposure::LONG_PAGE_HEADER {
+                    Some(false)
+                } else {
+                    match self.probe.read_wal(&file, 0, len).await {
+                        Some(bytes) => exposure::has_xact_records(
+                            &bytes,
+                            p,
+                            s.lsn,
+                            facts.segment_size,
+                            facts.page_size,
+                        ),
+                        None => None,
+                    }
+                };
+                // Unknown (not written yet, unreadable): asked again next cycle.
+                if answer.is_none() {
+                    self.resolved_step = None;
+                }
+                if answer == Some(false) {
                     // No commit between the safe position and this sample:
                     // its snapshot anchors at the safe position.
                     let anchor = exposure::Sample { lsn: p, ..s };

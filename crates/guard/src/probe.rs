@@ -161,7 +161,8 @@ impl Probe {
             // Only a checkpoint taken with no transaction running proves
             // anything: then nothing committed after its redo position
             // until some transaction completes.
-            (oldest == next & 0xFFFF_FFFF).then(|| Sample {
+            // A shutdown checkpoint records 0: nothing runs then.
+            (oldest == next & 0xFFFF_FFFF || oldest == 0).then(|| Sample {
                 at: None,
                 timeline,
                 lsn: redo,
@@ -282,12 +283,14 @@ impl Probe {
     pub(crate) async fn read_wal(&mut self, file: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
         let timeout = self.timeout;
         let conn = self.conn.as_mut()?;
-        let q = sqlx::query_scalar::<_, Vec<u8>>("SELECT pg_read_binary_file($1, $2, $3, true)")
-            .bind(format!("pg_wal/{file}"))
-            .bind(i64::try_from(offset).ok()?)
-            .bind(i64::try_from(len).ok()?);
+        let q = sqlx::query_scalar::<_, Option<Vec<u8>>>(
+            "SELECT pg_read_binary_file($1, $2, $3, true)",
+        )
+        .bind(format!("pg_wal/{file}"))
+        .bind(i64::try_from(offset).ok()?)
+        .bind(i64::try_from(len).ok()?);
         match tokio::time::timeout(timeout, q.fetch_one(&mut *conn)).await {
-            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot read WAL through the server");
                 None

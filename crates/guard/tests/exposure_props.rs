@@ -74,6 +74,7 @@ proptest! {
     fn never_under_reports_and_is_within_one_interval(
         seg_pow in prop::sample::select(vec![20u32, 24, 26, 30]),
         start_seg in 1u64..5000,
+        before in prop::collection::vec(ev(), 0..6),
         steps in prop::collection::vec(prop::collection::vec(ev(), 0..4), 1..80),
     ) {
         let seg = 1u64 << seg_pow;
@@ -84,6 +85,10 @@ proptest! {
             commits: Vec::new(),
             safe: start_seg * seg,
         };
+        // What happened before the guard started (at time 0).
+        for e in &before {
+            s.apply(e, 0);
+        }
         let mut samples = Vec::new();
         for (t, events) in steps.iter().enumerate() {
             let t = t as u64;
