@@ -65,9 +65,12 @@ mod backups;
 pub mod config;
 mod error;
 pub mod exposure;
+pub mod metrics;
+pub mod page;
 mod probe;
 mod state;
 mod status;
+pub mod text;
 mod wal_view;
 
 use std::collections::BTreeMap;
@@ -509,7 +512,13 @@ impl Refresher {
             |last: Option<Instant>, every: Duration| last.is_none_or(|l| l.elapsed() >= every);
         if due(self.last_incident_check, g.incident_interval.0) {
             self.last_incident_check = Some(Instant::now());
-            self.halting = self.halting_incidents().await;
+            let halting = self.halting_incidents().await;
+            // The page's list of open incidents follows a change of the halt
+            // at once (else it is read with the backups).
+            if halting != self.halting {
+                self.last_backup_scan = None;
+            }
+            self.halting = halting;
         }
         match &self.halting {
             Ok(list) if !list.is_empty() => conditions.push(Condition {
@@ -693,7 +702,7 @@ impl Refresher {
         let view = self.wal.as_ref()?;
         let safe = |tl: u32| view.safe(tl);
         let e = exposure::exposure(&self.samples, safe, at)?;
-        if e.seconds > 0.0
+        if (e.seconds > 0.0 || e.lower_bound)
             && let Some(i) = exposure::ambiguous_step(&self.samples, safe)
             && self.resolved_step != self.samples[i].at
             && let Some(facts) = self.probe.facts
