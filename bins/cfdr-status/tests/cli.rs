@@ -130,6 +130,7 @@ async fn report_exit_codes_checks_and_textfile() {
         "{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{table}");
     assert!(
         table.contains("TRADING GATE  ACTIVE") && table.contains("OVERALL ok"),
         "{table}"
