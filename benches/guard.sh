@@ -17,4 +17,4 @@ fi
 cargo build -q --release -p cfdr-guard-bench
 target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/guard-bench"
 "$target" state
-"$target" refresh --s3
+"$target" refresh --backends fs,s3

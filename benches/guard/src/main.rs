@@ -53,9 +53,9 @@ enum Cmd {
         /// Steady cycles measured.
         #[arg(long, default_value_t = 50)]
         cycles: usize,
-        /// Also on the S3 server (CFDR_TEST_S3_* variables).
-        #[arg(long)]
-        s3: bool,
+        /// Backends: fs, s3 (the s3s-fs server), moto (the moto S3 server).
+        #[arg(long, value_delimiter = ',', default_value = "fs,s3")]
+        backends: Vec<String>,
     },
 }
 
@@ -71,11 +71,16 @@ fn main() -> Result<()> {
             backups,
             wal,
             cycles,
-            s3,
+            backends,
         } => {
-            rt.block_on(refresh(Backend::Fs, backups, wal, cycles))?;
-            if s3 {
-                rt.block_on(refresh(Backend::S3, backups, wal, cycles))?;
+            for b in backends {
+                let backend = match b.as_str() {
+                    "fs" => Backend::Fs,
+                    "s3" => Backend::S3,
+                    "moto" => Backend::S3Moto,
+                    other => anyhow::bail!("unknown backend {other:?}: fs or s3"),
+                };
+                rt.block_on(refresh(backend, backups, wal, cycles))?;
             }
             Ok(())
         }
@@ -190,6 +195,7 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
     let discovery_requests = view.requests;
     let journal = cfdr_incident::Journal::new(store.clone());
     let mut times = Vec::new();
+    let mut wal_times = Vec::new();
     let requests_before = view.requests;
     for _ in 0..cycles {
         // The archiver pushed one more segment since the last cycle.
@@ -203,6 +209,7 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
         next += 1;
         let t = Instant::now();
         view.refresh(tl, server(next)).await?;
+        wal_times.push(t.elapsed());
         let halting = journal.halting().await?;
         times.push(t.elapsed());
         anyhow::ensure!(halting.is_empty());
@@ -215,6 +222,7 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
     }
     let steady_requests = (view.requests - requests_before) as f64 / cycles as f64;
     times.sort();
+    wal_times.sort();
     let mut backups_view = BackupView::default();
     let t = Instant::now();
     backups_view.scan(&repo, history.at).await?;
@@ -234,6 +242,7 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
         "cycle_p50_ms": times[times.len() / 2].as_secs_f64() * 1e3,
         "cycle_max_ms": times.last().map(|d| d.as_secs_f64() * 1e3),
         "cycle_wal_list_requests": steady_requests,
+        "cycle_wal_part_p50_ms": wal_times[wal_times.len() / 2].as_secs_f64() * 1e3,
         "backup_scan_first_ms": backup_first.as_secs_f64() * 1e3,
         "backup_scan_first_requests": first_requests,
         "backup_scan_incremental_ms": backup_next.as_secs_f64() * 1e3,

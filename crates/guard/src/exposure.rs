@@ -237,16 +237,12 @@ pub fn has_xact_records(
             pos += h;
             continue;
         }
-        if page_size - pos % page_size < RECORD_HEADER {
-            // The header itself does not fit: PostgreSQL skips to the next
-            // page.
-            pos = (pos / page_size + 1) * page_size;
-            continue;
-        }
         if pos >= end.0 {
             break;
         }
         let off = (pos - start.0) as usize;
+        // xl_tot_len is always on this page; the rest of the header may
+        // continue on the next one, after its page header.
         let tot_len = u64::from(u32_at(off)?);
         if tot_len == 0 {
             // Zeroed space: inserted records not written to the file yet.
@@ -255,7 +251,23 @@ pub fn has_xact_records(
         if tot_len < RECORD_HEADER {
             return None;
         }
-        let rmid = *bytes.get(off + 17)?;
+        let rmid_at = {
+            let (mut p, mut left) = (pos, 17u64);
+            loop {
+                let room = page_size - p % page_size;
+                if left < room {
+                    break p + left;
+                }
+                left -= room;
+                p += room;
+                p += if p.is_multiple_of(segment_size) {
+                    LONG_PAGE_HEADER
+                } else {
+                    SHORT_PAGE_HEADER
+                };
+            }
+        };
+        let rmid = *bytes.get((rmid_at - start.0) as usize)?;
         if rmid == RM_XACT_ID {
             return Some(true);
         }
@@ -522,6 +534,17 @@ mod tests {
                 has_xact_records(&bytes, Lsn(start), before_commit, seg, page),
                 Some(false)
             );
+            // A record header split across a page boundary (8 bytes left).
+            let first_len = (page - LONG_PAGE_HEADER - 8) as u32;
+            for (rmid, want) in [(RM_XACT_ID, true), (8, false)] {
+                let bytes = wal(start, &[(10, first_len), (rmid, 60)], page, seg);
+                let end = Lsn(start + bytes.len() as u64 - 64);
+                assert_eq!(
+                    has_xact_records(&bytes, Lsn(start), end, seg, page),
+                    Some(want),
+                    "rmid {rmid}"
+                );
+            }
             // Garbage is not WAL.
             assert_eq!(
                 has_xact_records(&[7u8; 100], Lsn(start), end, seg, page),
