@@ -32,7 +32,7 @@ pub struct BackupSeen {
 }
 
 /// The view.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct BackupView {
     committed: BTreeMap<BackupId, BackupSeen>,
     scans: u64,

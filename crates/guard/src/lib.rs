@@ -298,6 +298,28 @@ fn empty_status(repo: &Repository) -> Status {
     }
 }
 
+/// What a background scan of backups and incidents brings back.
+struct Scan {
+    view: BackupView,
+    error: Option<String>,
+    incidents: Option<Vec<OpenIncident>>,
+}
+
+fn open_incidents(listing: &cfdr_incident::Listing) -> Vec<OpenIncident> {
+    listing
+        .incidents
+        .iter()
+        .map(|l| &l.incident)
+        .filter(|i| i.status.is_active())
+        .map(|i| OpenIncident {
+            id: i.id.to_string(),
+            title: i.title.clone(),
+            severity: format!("{:?}", i.severity),
+            halt: i.trading_halted(),
+        })
+        .collect()
+}
+
 /// The refresher's own state.
 struct Refresher {
     settings: Settings,
@@ -310,6 +332,9 @@ struct Refresher {
     /// The ambiguous step already read (sample time), so it is read once.
     resolved_step: Option<Duration>,
     backups: BackupView,
+    /// Whether a backup scan completed (before, backup ages are unknown).
+    backups_scanned: bool,
+    scan_task: Option<tokio::task::JoinHandle<Scan>>,
     last_backup_scan: Option<Instant>,
     backup_error: Option<String>,
     last_incident_check: Option<Instant>,
@@ -336,6 +361,8 @@ impl Refresher {
             samples: Vec::new(),
             resolved_step: None,
             backups: BackupView::default(),
+            backups_scanned: false,
+            scan_task: None,
             last_backup_scan: None,
             backup_error: None,
             last_incident_check: None,
@@ -540,29 +567,45 @@ impl Refresher {
             }),
         }
 
-        // Backups (less often, and never blocking the first cycle long).
-        if due(self.last_backup_scan, g.backup_interval.0) {
+        // Backups and the list of open incidents: scanned in the background
+        // (a first scan reads every manifest), never holding up a cycle.
+        if self.scan_task.as_ref().is_some_and(|t| t.is_finished())
+            && let Some(task) = self.scan_task.take()
+        {
+            match task.await {
+                Ok(scan) => {
+                    self.backups = scan.view;
+                    self.backup_error = scan.error;
+                    if let Some(list) = scan.incidents {
+                        self.open_incidents = list;
+                    }
+                    self.backups_scanned = true;
+                }
+                Err(e) => self.backup_error = Some(format!("the backup scan stopped: {e}")),
+            }
+        }
+        if self.scan_task.is_none() && due(self.last_backup_scan, g.backup_interval.0) {
             self.last_backup_scan = Some(Instant::now());
             let repo = self.repo.clone();
-            let mut view = std::mem::take(&mut self.backups);
-            let scan = self.with_storage_timeout(view.scan(&repo, wall)).await;
-            self.backups = view;
-            self.backup_error = scan.err();
-            self.open_incidents = match self.with_storage_timeout(self.journal.list()).await {
-                Ok(listing) => listing
-                    .incidents
-                    .iter()
-                    .map(|l| &l.incident)
-                    .filter(|i| i.status.is_active())
-                    .map(|i| OpenIncident {
-                        id: i.id.to_string(),
-                        title: i.title.clone(),
-                        severity: format!("{:?}", i.severity),
-                        halt: i.trading_halted(),
-                    })
-                    .collect(),
-                Err(_) => self.open_incidents.clone(),
-            };
+            let journal = self.journal.clone();
+            let mut view = self.backups.clone();
+            let limit = g.backup_interval.0.max(g.storage_timeout.0) * 5;
+            self.scan_task = Some(tokio::spawn(async move {
+                let error = match tokio::time::timeout(limit, view.scan(&repo, wall)).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no answer within {limit:?}")),
+                };
+                let incidents = match tokio::time::timeout(limit, journal.list()).await {
+                    Ok(Ok(listing)) => Some(open_incidents(&listing)),
+                    _ => None,
+                };
+                Scan {
+                    view,
+                    error,
+                    incidents,
+                }
+            }));
         }
         let (objectives, backup_ages) = self.objectives(exposure, wall);
         for o in &objectives {
@@ -822,6 +865,10 @@ impl Refresher {
                 (Some(e), _) if self.backups.is_empty() => {
                     (Level::Unknown, format!("cannot list backups: {e}"))
                 }
+                _ if !self.backups_scanned => (
+                    Level::Unknown,
+                    "reading the repository's backups (first scan)".into(),
+                ),
                 (_, None) => (
                     Level::Critical,
                     format!("no {name} backup in the repository"),
