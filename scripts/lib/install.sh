@@ -52,8 +52,9 @@ cfdr_apt_install() {
 }
 
 cfdr_install_system_packages() {
-  # command -> Debian package; age, zstd and pgbackrest serve later features.
-  local -A pkg_of=([age]=age [zstd]=zstd [gzip]=gzip [curl]=curl [pgbackrest]=pgbackrest [flock]=util-linux [ssh-keygen]=openssh-client [jq]=jq [bc]=bc)
+  # command -> Debian package; age, zstd and pgbackrest serve later features;
+  # promtool checks the alert rules and metrics, chromium renders the status page.
+  local -A pkg_of=([age]=age [zstd]=zstd [gzip]=gzip [curl]=curl [pgbackrest]=pgbackrest [flock]=util-linux [ssh-keygen]=openssh-client [jq]=jq [bc]=bc [promtool]=prometheus [chromium]=chromium)
   local cmd missing=()
   for cmd in "${!pkg_of[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")

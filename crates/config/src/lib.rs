@@ -16,6 +16,10 @@
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
+//! The recovery-objectives guard reads `[guard]` and `[objectives]`
+//! (`cfdr_guard::GuardConfig`, `cfdr_guard::Objectives`: RPO 5 min, RTO
+//! 30 min and the backup schedules of the runbook by default).
+//!
 //! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
 //! time zone of bucket boundaries, the grace period of incomplete backups
 //! and one policy per data class, defaulting to the DR runbook.
@@ -132,6 +136,10 @@ pub struct Config {
     pub retention: cfdr_retention::Config,
     /// WAL archiving (`cfdr-wal`).
     pub wal: cfdr_pg::wal::WalOptions,
+    /// The recovery-objectives guard's refresher and hysteresis (`[guard]`).
+    pub guard: cfdr_guard::GuardConfig,
+    /// RPO, RTO and backup ages the guard checks (`[objectives]`).
+    pub objectives: cfdr_guard::Objectives,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -236,6 +244,17 @@ impl Config {
         Ok(None)
     }
 
+    /// The guard's settings, validated: a setting under which the guard
+    /// could silently allow trading is an error here, at start.
+    pub fn guard_settings(&self) -> Result<cfdr_guard::Settings, cfdr_guard::Error> {
+        let s = cfdr_guard::Settings {
+            guard: self.guard.clone(),
+            objectives: self.objectives.clone(),
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
     /// Encode options from the codec and encryption settings.
     pub fn encode_options(&self) -> Result<EncodeOptions> {
         let mut o = EncodeOptions::new(self.codec.compression);
@@ -293,6 +312,34 @@ mod tests {
             let err = Config::from_toml(bad).unwrap_err().to_string();
             assert!(err.contains(names), "{err}");
         }
+    }
+
+    #[test]
+    fn guard_sections_parse_and_bad_ones_are_named() {
+        let cfg = Config::from_toml(
+            "[guard]\nstaleness-limit = '3s'\n[objectives]\nrpo = '2m'\n[objectives.backups]\n'physical' = '30h'\n",
+        )
+        .unwrap();
+        let s = cfg.guard_settings().unwrap();
+        assert_eq!(s.objectives.rpo.0.as_secs(), 120);
+        assert_eq!(s.guard.staleness_limit.0.as_secs(), 3);
+        assert_eq!(s.objectives.backups["physical"].0.as_secs(), 30 * 3600);
+        let defaults = Config::from_toml("").unwrap().guard_settings().unwrap();
+        assert_eq!(defaults.objectives.rpo.0.as_secs(), 300);
+        for (bad, names) in [
+            ("[objectives]\nrpx = '5m'", "rpx"),
+            ("[objectives]\nrpo = 'five minutes'", "five minutes"),
+            ("[guard]\nstale-state = 'active'", "active"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{err}");
+        }
+        let zero = Config::from_toml("[objectives]\nrpo = '0s'").unwrap();
+        let err = zero.guard_settings().unwrap_err().to_string();
+        assert!(
+            err.contains("objectives.rpo") && err.contains("zero"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -318,6 +318,50 @@ impl Store {
         Ok(out)
     }
 
+    /// Lists `prefix` one level deep (folders come back as keys ending in
+    /// `/`) or recursively, keeping only keys after `start_after`. Backends
+    /// that can start a listing after a key do so (one request for what is
+    /// new); the others list the level and filter. Sorted by key.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        recursive: bool,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ObjectMeta>> {
+        let mut lister = self.op.lister_with(prefix).recursive(recursive);
+        if let Some(n) = self.compat.list_page_size {
+            lister = lister.limit(n.max(1) as usize);
+        }
+        if let Some(after) = start_after
+            && self.op.info().capability().list_with_start_after
+        {
+            lister = lister.start_after(after);
+        }
+        let mut lister = lister.await.map_err(|e| self.map_err("list", prefix, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = lister.next().await {
+            let entry = entry.map_err(|e| self.map_err("list", prefix, e))?;
+            let path = entry.path();
+            if path == prefix
+                || path.starts_with(TMP_DIR)
+                || start_after.is_some_and(|a| path <= a)
+                || (recursive && entry.metadata().is_dir())
+            {
+                continue;
+            }
+            let meta = entry.metadata();
+            out.push(ObjectMeta {
+                key: path.to_owned(),
+                size: meta.content_length(),
+                modified: meta
+                    .last_modified()
+                    .and_then(|t| t.to_string().parse().ok()),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     /// Deletes objects; absent keys are not an error. Uses the backend's
     /// batch delete unless `compat.batch_delete` is off.
     pub async fn delete_many<I, S>(&self, keys: I) -> Result<()>
