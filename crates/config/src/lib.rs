@@ -16,6 +16,14 @@
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
+//! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
+//! watched tables, extensions, restore hooks, smoke query, RTO, restore
+//! session settings, server compression), `[wal]` is
+//! `cfdr_pg::wal::WalOptions` and `[incident]` is
+//! `cfdr_incident::IncidentConfig`; none has environment overrides. The
+//! README's "Configuration reference" lists every key with its default (a
+//! test keeps it complete).
+//!
 //! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
 //! time zone of bucket boundaries, the grace period of incomplete backups
 //! and one policy per data class, defaulting to the DR runbook.
