@@ -777,10 +777,14 @@ impl ObjectWriter {
             .await;
             let _ = tokio::fs::remove_file(&*tmp).await;
             return match linked {
-                Ok(()) => Ok(ObjectInfo {
-                    size: self.size,
-                    sha256: hex::encode(self.hasher.finalize()),
-                }),
+                Ok(()) => {
+                    // These writes bypass opendal, and so its logging layer.
+                    tracing::debug!(key = %self.key, size = self.size, "stored in the local folder");
+                    Ok(ObjectInfo {
+                        size: self.size,
+                        sha256: hex::encode(self.hasher.finalize()),
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     Err(Error::AlreadyExists {
                         key: self.key.clone(),
