@@ -318,6 +318,23 @@ fn age_errors_name_the_setting_and_print_each_cause_once() {
         1,
         "{msg}"
     );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
+        .args(["-r", &format!("file://{}/repo", dir.path().display())])
+        .args(["selftest", "--size-mib", "1"])
+        .env_remove("CFDR_CONFIG")
+        .env_remove("CFDR_AGE_IDENTITY")
+        .env("CFDR_AGE_RECIPIENTS", &public)
+        .env(
+            "CFDR_AGE_IDENTITY_FILE",
+            dir.path().join("no-such-identity.txt"),
+        )
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("no-such-identity.txt"), "{msg}");
+    assert_eq!(msg.matches("No such file or directory").count(), 1, "{msg}");
 }
 
 #[test]
