@@ -6,7 +6,12 @@
 # also when the caller fails or is interrupted.
 
 CFDR_TEST_BUCKET=cfdr-test
-CFDR_SERVICE_TIMEOUT="${CFDR_SERVICE_TIMEOUT:-30}" # seconds per service
+# Seconds per service: generous, since a loaded machine starts moto and
+# Azurite slowly; a service that dies is seen at once.
+CFDR_SERVICE_TIMEOUT="${CFDR_SERVICE_TIMEOUT:-120}"
+# Status of cfdr_service_run when the service lost its port to another
+# process between choosing and binding: the caller retries on a new port.
+CFDR_SVC_PORT_TAKEN=75
 # Azurite's fixed development account (public, documented by Microsoft).
 CFDR_AZURITE_ACCOUNT=devstoreaccount1
 CFDR_AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -81,6 +86,10 @@ cfdr_service_run() {
   while :; do
     if ! kill -0 "$pid" 2>/dev/null || [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]]; then
       wait "$pid" 2>/dev/null && code=0 || code=$?
+      if grep -qiE 'address already in use|EADDRINUSE' "$CFDR_SVC_DIR/$name.log" 2>/dev/null; then
+        cfdr_log "$name: its port was taken before it could bind; retrying on another"
+        return "$CFDR_SVC_PORT_TAKEN"
+      fi
       cfdr_service_fail "$name" "process exited with status $code (command: $*)"
     fi
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null) || true
@@ -95,7 +104,7 @@ cfdr_start_s3() { # PORT
   # s3s-fs serves each folder under its root as a bucket.
   mkdir -p "$root/$CFDR_TEST_BUCKET"
   cfdr_service_run s3s-fs "http://127.0.0.1:$1/" \
-    "$CFDR_S3S_FS_BIN" --host 127.0.0.1 --port "$1" --access-key test --secret-key test "$root"
+    "$CFDR_S3S_FS_BIN" --host 127.0.0.1 --port "$1" --access-key test --secret-key test "$root" || return
   export CFDR_TEST_S3_ENDPOINT="http://127.0.0.1:$1"
   export CFDR_TEST_S3_BUCKET="$CFDR_TEST_BUCKET"
   export CFDR_TEST_S3_ACCESS_KEY_ID=test
@@ -148,7 +157,7 @@ cfdr_start_azurite() { # PORT
   # --disableTelemetry: otherwise Azurite sends telemetry to the internet.
   cfdr_service_run azurite "$endpoint?comp=list" \
     "$CFDR_AZURITE_BLOB_BIN" --blobHost 127.0.0.1 --blobPort "$1" --silent --loose \
-    --skipApiVersionCheck --disableTelemetry --inMemoryPersistence
+    --skipApiVersionCheck --disableTelemetry --inMemoryPersistence || return
   err=$(cfdr_azurite_create_container "$endpoint" 2>&1) ||
     cfdr_service_fail azurite "creating container $CFDR_TEST_BUCKET failed: $err"
   export CFDR_TEST_AZBLOB_ENDPOINT="$endpoint"
@@ -161,7 +170,7 @@ cfdr_start_gcs() { # PORT
   local endpoint="http://127.0.0.1:$1" code
   cfdr_service_run fake-gcs-server "$endpoint/storage/v1/b" \
     "$CFDR_FAKE_GCS_BIN" -scheme http -host 127.0.0.1 -port "$1" -backend memory \
-    -external-url "$endpoint" -public-host "127.0.0.1:$1"
+    -external-url "$endpoint" -public-host "127.0.0.1:$1" || return
   code=$(curl -s -o "$CFDR_SVC_DIR/gcs-create.out" -w '%{http_code}' --max-time 10 \
     -X POST -H 'Content-Type: application/json' -d "{\"name\":\"$CFDR_TEST_BUCKET\"}" \
     "$endpoint/storage/v1/b?project=test") || true
@@ -176,15 +185,26 @@ cfdr_start_gcs() { # PORT
 cfdr_start_moto() { # PORT
   local endpoint="http://127.0.0.1:$1" code
   cfdr_service_run moto "$endpoint/moto-api/" \
-    "$CFDR_TOOLS_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$1"
+    "$CFDR_TOOLS_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$1" || return
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X PUT "$endpoint/$CFDR_TEST_BUCKET") || true
   [[ "$code" == 200 ]] || cfdr_service_fail moto "creating bucket $CFDR_TEST_BUCKET returned HTTP $code"
   export CFDR_TEST_MOTO_ENDPOINT="$endpoint"
 }
 
+# cfdr_start_on_free_port START_FN: runs START_FN PORT on a free port, and
+# on another when a different process took the port first (3 tries).
+cfdr_start_on_free_port() {
+  local try status
+  for try in 1 2 3; do
+    status=0
+    "$1" "$(cfdr_free_ports 1)" || status=$?
+    ((status == CFDR_SVC_PORT_TAKEN)) || return "$status"
+  done
+  cfdr_die "$1: the port was taken three times in a row"
+}
+
 # Starts all services (install.sh must have run: it sets the binary paths).
 cfdr_services_start() {
-  local ports
   trap cfdr_services_stop EXIT
   # Exit through the EXIT trap on signals, with the usual 128+N status.
   trap 'exit 130' INT
@@ -192,12 +212,11 @@ cfdr_services_start() {
   trap 'exit 129' HUP
   CFDR_SVC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/cfdr-services.XXXXXX") ||
     cfdr_die "cannot create a temp dir under ${TMPDIR:-/tmp}"
-  read -r -a ports <<<"$(cfdr_free_ports 4)"
   local started=$SECONDS
-  cfdr_start_s3 "${ports[0]}"
-  cfdr_start_azurite "${ports[1]}"
-  cfdr_start_gcs "${ports[2]}"
-  cfdr_start_moto "${ports[3]}"
+  cfdr_start_on_free_port cfdr_start_s3
+  cfdr_start_on_free_port cfdr_start_azurite
+  cfdr_start_on_free_port cfdr_start_gcs
+  cfdr_start_on_free_port cfdr_start_moto
   export CFDR_TEST_PG_BIN="$CFDR_PG_BIN"
   # Tells the tests the services are meant to be up: a missing one is an
   # error, not a skip.

@@ -75,7 +75,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
             }
         }
         Command::List { json } => {
-            let backups = repo.backups().await?;
+            let catalog = repo.catalog().await?;
+            // One damaged manifest must not hide the other backups.
+            for w in catalog.warnings() {
+                eprintln!("warning: {w}");
+            }
+            let backups = catalog.backups;
             let checks = repo.latest_checks().await?;
             let now = jiff::Timestamp::now();
             if json {
@@ -98,26 +103,41 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} SOURCE",
                 "ID", "KIND", "CLASS", "SIZE", "AGE", "VERIFIED"
             );
-            for m in &backups {
-                // What it restores: a database, or a cluster's WAL range.
-                let db = match (LogicalDetails::of(m), PhysicalDetails::of(m)) {
-                    (Ok(d), _) => d.database,
-                    (_, Ok(d)) => format!(
-                        "timeline {} {}..{}",
-                        d.wal.timeline, d.wal.start, d.wal.stop
-                    ),
-                    _ => "-".into(),
-                };
-                println!(
-                    "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} {db}",
-                    m.id,
-                    m.kind,
-                    m.class.as_deref().unwrap_or("-"),
-                    human_bytes(m.stored_size()),
-                    cfdr_cli::human_age(now, m.finished),
-                    cfdr_cli::verified_state(now, checks.get(&m.id)),
+            let mut rows: Vec<(&cfdr_storage::BackupId, String)> = backups
+                .iter()
+                .map(|m| {
+                    // What it restores: a database, or a cluster's WAL range.
+                    let db = match (LogicalDetails::of(m), PhysicalDetails::of(m)) {
+                        (Ok(d), _) => d.database,
+                        (_, Ok(d)) => format!(
+                            "timeline {} {}..{}",
+                            d.wal.timeline, d.wal.start, d.wal.stop
+                        ),
+                        _ => "-".into(),
+                    };
+                    let row = format!(
+                        "{:<40} {:<9} {:<7} {:>10} {:>5}  {:<22} {db}",
+                        m.id,
+                        m.kind,
+                        m.class.as_deref().unwrap_or("-"),
+                        human_bytes(m.stored_size()),
+                        cfdr_cli::human_age(now, m.finished),
+                        cfdr_cli::verified_state(now, checks.get(&m.id)),
+                    );
+                    (&m.id, row)
+                })
+                .collect();
+            // Damaged backups keep their place in time.
+            rows.extend(catalog.damaged.iter().map(|d| {
+                let row = format!(
+                    "{:<40} {:<9} DAMAGED: manifest cannot be read",
+                    d.id,
+                    d.id.kind()
                 );
-            }
+                (&d.id, row)
+            }));
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            rows.iter().for_each(|(_, row)| println!("{row}"));
         }
     }
     Ok(Outcome::Ok)

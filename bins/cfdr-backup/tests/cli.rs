@@ -129,3 +129,48 @@ async fn logical_backup_is_quiet_then_listed_and_failures_exit_2() {
         "a failed backup adds nothing"
     );
 }
+
+/// A torn manifest does not hide the other backups: `list` shows it as
+/// DAMAGED in its place, names the key and says what to do.
+#[tokio::test]
+async fn list_goes_on_past_a_damaged_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let url = format!("file://{}", root.display());
+    let store = cfdr_storage::StorageOptions::from_url(url.clone())
+        .build()
+        .unwrap();
+    let repo = cfdr_storage::Repository::init(store).await.unwrap();
+    let mut ids = Vec::new();
+    for class in ["hourly", "daily", "weekly"] {
+        let writer = repo.begin_backup("logical", Some(class)).unwrap();
+        ids.push(writer.commit(Default::default()).await.unwrap().id);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let key = ids[1].manifest_key();
+    let bytes = std::fs::read(root.join(&key)).unwrap();
+    std::fs::write(root.join(&key), &bytes[..bytes.len() / 2]).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cfdr-backup"))
+        .args(["-r", &url, "list"])
+        .env_remove("CFDR_CONFIG")
+        .output()
+        .unwrap();
+    let (table, warned) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{table}{warned}");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].starts_with(ids[0].as_str()) && rows[0].contains("hourly"));
+    assert!(rows[2].starts_with(ids[2].as_str()) && rows[2].contains("weekly"));
+    assert!(
+        rows[1].starts_with(ids[1].as_str()) && rows[1].contains("DAMAGED"),
+        "{table}"
+    );
+    assert!(
+        warned.contains(&key) && warned.contains("restore the manifest from a copy"),
+        "{warned}"
+    );
+}

@@ -8,8 +8,11 @@ use clap::{Parser, Subcommand};
 /// Record incidents in the cfdr repository, notify on-call by severity,
 /// halt and resume trading, watch the response SLAs and write the report.
 ///
-/// Exit codes: 0 success, 1 an SLA is breached (`overdue`), 2 usage or
-/// runtime error (bad input, illegal transition, repository unreachable).
+/// Exit codes: 0 success, 1 an SLA is breached (`overdue`) or trading is
+/// halted (`halted`: an incident holds a halt, or an incident's events
+/// cannot all be read, which counts as a halt), 2 usage or runtime error
+/// (bad input, illegal transition, repository unreachable). A pre-trade
+/// check trades only on exit 0 of `halted`.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -20,7 +23,8 @@ use clap::{Parser, Subcommand};
     cfdr-incident resume-trading INC-20251106-001 --reason \"smoke tests green\"\n  \
     cfdr-incident resolve INC-20251106-001 \"All-clear confirmed\"\n  \
     cfdr-incident report INC-20251106-001 > INC-20251106-001.md\n  \
-    cfdr-incident overdue            # for cron: exit 1 when an SLA is breached\n\n\
+    cfdr-incident overdue            # for cron: exit 1 when an SLA is breached\n  \
+    cfdr-incident halted             # pre-trade check: exit 1 while trading is halted\n\n\
     Secrets come from the environment only: CFDR_PAGERDUTY_ROUTING_KEY,\n\
     CFDR_SLACK_WEBHOOK_URL, CFDR_SMTP_USERNAME, CFDR_SMTP_PASSWORD."
 )]
@@ -75,7 +79,8 @@ pub(crate) enum Command {
         id: IncidentId,
         text: Option<String>,
     },
-    /// Add a note to the timeline (not a status update).
+    /// Add a note to the timeline, shown by `show` and in the report (not a
+    /// status update: it does not reset the 15-minute update SLA).
     Note { id: IncidentId, text: String },
     /// Post a status update (resets the 15-minute update SLA).
     Status { id: IncidentId, text: String },
@@ -180,8 +185,11 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List incidents that halt trading; exit 1 when trading is halted.
+    /// List incidents that halt trading and incident objects that cannot be
+    /// read (each counts as a halt); exit 1 when trading is halted, 0 only
+    /// when every incident was read and none halts.
     Halted {
+        /// Machine-readable: {"halted": bool, "incidents": [...], "damaged": [{"key", "reason"}]}.
         #[arg(long)]
         json: bool,
     },

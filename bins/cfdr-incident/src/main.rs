@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cfdr_incident::notify::{Credentials, Notifier, Outcome, announce};
-use cfdr_incident::{Journal, Stamp, Status, report};
+use cfdr_incident::{DAMAGE_ADVICE, Journal, Stamp, Status, report};
 use clap::Parser;
 use cli::{Cli, Command};
 use jiff::Timestamp;
@@ -102,10 +102,17 @@ async fn query_command(
             .iter()
             .for_each(|p| eprintln!("warning: skipped {p}"));
     };
+    // Fail closed: a damaged incident may hide the event that halts trading.
+    let warn_damaged = |loaded: &cfdr_incident::Loaded| {
+        warn(&loaded.problems);
+        if loaded.is_damaged() {
+            eprintln!("warning: {}: {DAMAGE_ADVICE}", loaded.incident.id);
+        }
+    };
     match query {
         Command::Show { id, json: as_json } => {
             let loaded = journal.load(&id).await?;
-            warn(&loaded.problems);
+            warn_damaged(&loaded);
             if as_json {
                 json(&loaded.incident)?;
             } else {
@@ -114,7 +121,7 @@ async fn query_command(
         }
         Command::Report { id } => {
             let loaded = journal.load(&id).await?;
-            warn(&loaded.problems);
+            warn_damaged(&loaded);
             print!("{}", report::render(&loaded.incident));
         }
         Command::List {
@@ -122,16 +129,28 @@ async fn query_command(
             json: as_json,
         } => {
             let listing = journal.list().await?;
-            warn(&listing.problems);
-            let all = listing.incidents.into_iter().map(|l| l.incident);
-            let all: Vec<_> = all
-                .filter(|i| !open || i.status != Status::Closed)
+            let damaged = listing.damaged();
+            warn(&damaged);
+            if !listing.halt_state().damaged.is_empty() {
+                eprintln!("warning: {DAMAGE_ADVICE}");
+            }
+            let shown: Vec<_> = listing
+                .incidents
+                .iter()
+                .filter(|l| !open || l.incident.status != Status::Closed || l.is_damaged())
                 .collect();
             if as_json {
-                json(&all)?;
+                json(&shown.iter().map(|l| &l.incident).collect::<Vec<_>>())?;
             } else {
-                all.iter()
-                    .for_each(|i| println!("{}", report::list_line(i)));
+                shown
+                    .iter()
+                    .for_each(|l| println!("{}", report::listing_line(l)));
+                // Incidents without a readable opening event have no record.
+                listing
+                    .problems
+                    .iter()
+                    .filter(|p| p.counts_as_halt())
+                    .for_each(|p| println!("{}", report::damaged_line(p)));
             }
         }
         Command::Overdue { json: as_json } => {
@@ -147,15 +166,31 @@ async fn query_command(
             return Ok(ExitCode::from(u8::from(!breaches.is_empty())));
         }
         Command::Halted { json: as_json } => {
-            let halting = journal.halting().await?;
+            let state = journal.halt_state().await?;
             if as_json {
-                json(&halting)?;
+                json(&serde_json::json!({
+                    "halted": state.trading_halted(),
+                    "incidents": state.halting,
+                    "damaged": state.damaged,
+                }))?;
             } else {
-                halting
+                state
+                    .halting
                     .iter()
                     .for_each(|i| println!("{}", report::list_line(i)));
+                state
+                    .damaged
+                    .iter()
+                    .for_each(|p| println!("{}", report::damaged_line(p)));
             }
-            return Ok(ExitCode::from(u8::from(!halting.is_empty())));
+            if !state.damaged.is_empty() {
+                state
+                    .damaged
+                    .iter()
+                    .for_each(|p| eprintln!("warning: cannot read {p}"));
+                eprintln!("warning: {DAMAGE_ADVICE}");
+            }
+            return Ok(ExitCode::from(u8::from(state.trading_halted())));
         }
         other => anyhow::bail!("internal: {other:?} is not a query"),
     }

@@ -98,10 +98,14 @@ fn help_shows_examples_and_exit_codes() {
     let help = text(&out);
     assert!(out.status.success());
     assert!(help.contains("cfdr-incident open --severity P0"), "{help}");
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        help.contains("Exit codes: 0 success, 1 an SLA is breached"),
+        words.contains(
+            "Exit codes: 0 success, 1 an SLA is breached (`overdue`) or trading is halted (`halted`"
+        ),
         "{help}"
     );
+    assert!(help.contains("cfdr-incident halted"), "{help}");
     assert!(help.contains("CFDR_SLACK_WEBHOOK_URL"), "{help}");
 }
 
@@ -292,6 +296,82 @@ async fn p0_halts_trading_until_resumed_with_a_reason() {
     assert!(!out.contains("TRADING HALTED"), "{out}");
     let out = env.ok(&["open", "-s", "P2", "Odd fills", "--halt", NO_NOTIFY]);
     assert!(out.contains("TRADING HALTED"), "{out}");
+}
+
+/// A flipped byte in the event that halts trading: `halted` must not say
+/// "not halted"; it exits 1 naming the key, and `list` shows the damage.
+#[tokio::test]
+async fn a_damaged_halt_event_fails_closed() {
+    let (env, loc) = Env::fs("").await;
+    let out = env.ok(&["open", "-s", "P2", "Odd fills", NO_NOTIFY]);
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    env.ok(&["halt", &id, "--reason", "fills off by 10x", NO_NOTIFY]);
+    env.ok(&["note", &id, "checking the matching engine", NO_NOTIFY]);
+    env.ok(&["open", "-s", "P3", "Dashboard typo", NO_NOTIFY]);
+    assert_eq!(env.run(&["halted"]).status.code(), Some(1));
+
+    // Flip one byte of event 2 (halt-set) where it turns the JSON invalid.
+    let store = loc.options.build().unwrap();
+    let key = format!("incidents/{id}/00000002.json");
+    let mut bytes = store.get(&key).await.unwrap().to_vec();
+    let quote = bytes.iter().rposition(|b| *b == b'"').unwrap();
+    bytes[quote] ^= 0x01;
+    store.put(&key, bytes).await.unwrap();
+
+    let halted = env.run(&["halted"]);
+    assert_eq!(halted.status.code(), Some(1), "{}", text(&halted));
+    let stdout = String::from_utf8_lossy(&halted.stdout);
+    assert!(
+        stdout.contains(&format!("{key}  DAMAGED: counts as TRADING HALTED")),
+        "{}",
+        text(&halted)
+    );
+    let stderr = String::from_utf8_lossy(&halted.stderr);
+    assert!(
+        stderr.contains(&key) && stderr.contains("restore each named object"),
+        "{stderr}"
+    );
+    let as_json = env.run(&["halted", "--json"]);
+    assert_eq!(as_json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(v["halted"], true, "{v}");
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["damaged"][0]["key"], key.as_str(), "{v}");
+
+    let list = env.run(&["list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let line = listed.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        line.ends_with("DAMAGED: counts as TRADING HALTED"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Dashboard typo"),
+        "the rest still lists: {listed}"
+    );
+    let warned = String::from_utf8_lossy(&list.stderr);
+    assert!(warned.contains(&key), "{warned}");
+
+    // A truncated opening event: the incident has no record at all, and
+    // still counts as halting.
+    let first = format!("incidents/{id}/00000001.json");
+    let bytes = store.get(&first).await.unwrap().to_vec();
+    store
+        .put(&first, bytes[..bytes.len() / 3].to_vec())
+        .await
+        .unwrap();
+    let halted = env.run(&["halted"]);
+    assert_eq!(halted.status.code(), Some(1), "{}", text(&halted));
+    assert!(text(&halted).contains(&format!("incidents/{id}/")));
+    let list = env.run(&["list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&format!(
+            "incidents/{id}/  DAMAGED: counts as TRADING HALTED"
+        )),
+        "{}",
+        text(&list)
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,9 @@ use jiff::Timestamp;
 /// delete under the repository's prune lock. Manifests go first, so an
 /// interrupted prune never leaves a backup listed without its data; running
 /// it again finishes the job. WAL goes only when no kept backup needs it and
-/// it lies before the point-in-time-recovery window.
+/// it lies before the point-in-time-recovery window. A backup whose
+/// manifest cannot be read is reported as DAMAGED and never deleted (with
+/// a damaged physical backup, no WAL is deleted either).
 ///
 /// Exit codes: 0 success (or dry run printed), 1 the prune stopped part-way
 /// (what was deleted is consistent; run it again to finish), 2 usage,
@@ -101,6 +103,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !cli.quiet {
         print!("{}", report.render(cli.show_kept, human_bytes));
+    }
+    if cli.json || cli.quiet {
+        // Damage is never silent, not even in cron mode.
+        for d in &report.damaged {
+            eprintln!("warning: DAMAGED: backup {}: {}", d.id, d.reason);
+        }
     }
     Ok(Outcome::Ok)
 }

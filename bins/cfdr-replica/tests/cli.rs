@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use cfdr_pg::LocalCluster;
 use sqlx::Row;
@@ -100,16 +99,21 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let mut listed = serde_json::Value::Null;
-    for _ in 0..100 {
-        let out = replica(&url, &["status", "--json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        listed = serde_json::from_slice(&out.stdout).unwrap();
-        if listed[0]["state"] == "streaming" && listed[0]["lag_bytes"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let listed = cfdr_testing::eventually(
+        "the standby streams with no lag",
+        cfdr_testing::PATIENCE,
+        || async {
+            let out = replica(&url, &["status", "--json"]);
+            assert!(out.status.success(), "{}", text(&out));
+            let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if listed[0]["state"] == "streaming" && listed[0]["lag_bytes"] == 0 {
+                Ok(listed)
+            } else {
+                Err(listed.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(listed[0]["state"], "streaming", "{listed}");
     assert_eq!(listed[0]["lag_bytes"], 0, "{listed}");
     // A lag limit of -1 byte cannot be met: exit 1, for cron.

@@ -5,7 +5,10 @@ use clap::{Parser, Subcommand};
 /// Administer a cfdr repository: create it, inspect it, verify every stored
 /// checksum, and prove the whole write/read path with a self-test.
 ///
-/// Exit codes: 0 success, 1 a verification failed, 2 usage or runtime error.
+/// Exit codes: 0 success, 1 a verification failed (an object's size or
+/// SHA-256, or a manifest that cannot be read), 2 usage or runtime error.
+/// `list` and `info` show a backup whose manifest cannot be read as DAMAGED
+/// and go on with the rest.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -31,7 +34,7 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List committed backups, oldest first.
+    /// List committed backups, oldest first (DAMAGED: the manifest cannot be read).
     List {
         /// Machine-readable output (the manifests).
         #[arg(long)]

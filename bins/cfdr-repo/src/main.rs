@@ -9,9 +9,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cfdr_cli::{Outcome, human_bytes as human};
-use cfdr_storage::{BackupId, Repository};
+use cfdr_storage::{BackupId, Catalog, DamagedManifest, Repository};
 use clap::Parser;
 use cli::{Cli, Command};
+
+/// Names each damaged manifest and what to do (listings go on with the rest).
+fn warn_damaged(catalog: &Catalog) {
+    for w in catalog.warnings() {
+        eprintln!("warning: {w}");
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,7 +41,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init => unreachable!("handled above"),
         Command::Info { json } => {
-            let backups = repo.backups().await?;
+            let catalog = repo.catalog().await?;
+            warn_damaged(&catalog);
+            let backups = catalog.backups;
             let leftovers = repo.leftovers(jiff::Timestamp::MAX).await?;
             let stored: u64 = backups.iter().map(|m| m.stored_size()).sum();
             let cfg = repo.config();
@@ -42,6 +51,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 let value = serde_json::json!({
                     "location": location, "repository": cfg, "backups": backups.len(),
                     "stored_bytes": stored, "uncommitted": leftovers.len(),
+                    "damaged": catalog.damaged.len(),
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
@@ -56,10 +66,18 @@ async fn run(cli: Cli) -> Result<Outcome> {
                     human(stored),
                     leftovers.len()
                 );
+                if !catalog.damaged.is_empty() {
+                    println!(
+                        "{} backups with a damaged manifest (see the warnings)",
+                        catalog.damaged.len()
+                    );
+                }
             }
         }
         Command::List { json } => {
-            let backups = repo.backups().await?;
+            let catalog = repo.catalog().await?;
+            warn_damaged(&catalog);
+            let backups = catalog.backups;
             if json {
                 println!("{}", serde_json::to_string_pretty(&backups)?);
             } else {
@@ -68,18 +86,33 @@ async fn run(cli: Cli) -> Result<Outcome> {
                     "{:<40} {:<10} {:<8} {:>10} {:>10}",
                     "ID", "KIND", "CLASS", "SIZE", "AGE"
                 );
-                for m in &backups {
-                    let age = now.duration_since(m.finished).as_secs() / 60;
-                    let class = m.class.as_deref().unwrap_or("-");
-                    println!(
-                        "{:<40} {:<10} {:<8} {:>10} {:>9}m",
-                        m.id,
-                        m.kind,
-                        class,
-                        human(m.stored_size()),
-                        age
+                // Damaged backups keep their place in time.
+                let mut rows: Vec<(&BackupId, String)> = backups
+                    .iter()
+                    .map(|m| {
+                        let age = now.duration_since(m.finished).as_secs() / 60;
+                        let class = m.class.as_deref().unwrap_or("-");
+                        let row = format!(
+                            "{:<40} {:<10} {:<8} {:>10} {:>9}m",
+                            m.id,
+                            m.kind,
+                            class,
+                            human(m.stored_size()),
+                            age
+                        );
+                        (&m.id, row)
+                    })
+                    .collect();
+                rows.extend(catalog.damaged.iter().map(|d| {
+                    let row = format!(
+                        "{:<40} {:<10} DAMAGED: manifest cannot be read",
+                        d.id,
+                        d.id.kind()
                     );
-                }
+                    (&d.id, row)
+                }));
+                rows.sort_by(|a, b| a.0.cmp(b.0));
+                rows.iter().for_each(|(_, row)| println!("{row}"));
             }
         }
         Command::Verify { id, all } => {
@@ -89,9 +122,19 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 (None, false) => repo.backup_ids().await?.pop().into_iter().collect(),
             };
             anyhow::ensure!(!ids.is_empty(), "the repository holds no backup to verify");
-            let mut failed = 0;
-            for id in ids {
-                let report = repo.verify(&repo.manifest(&id).await?).await?;
+            // A damaged manifest is a failed verification of that backup;
+            // the others are still verified.
+            let catalog = repo.catalog_of(&ids).await?;
+            let mut failed = catalog.damaged.len();
+            for d in &catalog.damaged {
+                println!("{}: FAILED: manifest cannot be read", d.id);
+                println!("  FAILED {}: {}", d.key, d.reason);
+            }
+            if !catalog.damaged.is_empty() {
+                eprintln!("warning: {}", DamagedManifest::ADVICE);
+            }
+            for manifest in &catalog.backups {
+                let (id, report) = (&manifest.id, repo.verify(manifest).await?);
                 println!(
                     "{id}: {} objects ok, {} failed",
                     report.verified,

@@ -33,8 +33,9 @@ fn help_shows_an_example_and_exit_codes() {
     let help = text(&out);
     assert!(out.status.success());
     assert!(help.contains("cfdr-repo selftest --init"), "{help}");
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        help.contains("Exit codes: 0 success, 1 a verification failed, 2"),
+        words.contains("Exit codes: 0 success, 1 a verification failed (an object's size or SHA-256, or a manifest that cannot be read), 2"),
         "{help}"
     );
 }
@@ -89,6 +90,80 @@ fn verify_exits_1_and_names_a_damaged_object() {
         "{}",
         text(&out)
     );
+}
+
+/// One torn manifest among three backups: `list` and `info` go on with the
+/// rest and name it, `verify --all` verifies the rest and exits 1.
+#[test]
+fn a_damaged_manifest_is_reported_and_the_rest_listed_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    for _ in 0..3 {
+        let out = cfdr_repo(&repo, &["selftest", "--init", "--size-mib", "1", "--keep"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let list = cfdr_repo(&repo, &["list", "--json"]);
+    let backups: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let ids: Vec<String> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let key = format!("backups/{}/manifest.json", ids[1]);
+    let path = repo.join(&key);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let list = cfdr_repo(&repo, &["list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let table = String::from_utf8_lossy(&list.stdout);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(
+        rows[0].starts_with(&ids[0]) && rows[2].starts_with(&ids[2]),
+        "{table}"
+    );
+    assert!(
+        rows[1].starts_with(&ids[1]) && rows[1].contains("DAMAGED: manifest cannot be read"),
+        "{table}"
+    );
+    let warned = String::from_utf8_lossy(&list.stderr);
+    assert!(
+        warned.contains(&format!("backup {}: manifest {key} cannot be read", ids[1]))
+            && warned.contains("restore the manifest from a copy of the repository"),
+        "{warned}"
+    );
+    let json = cfdr_repo(&repo, &["list", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json));
+    let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(String::from_utf8_lossy(&json.stderr).contains(&key));
+
+    let info = cfdr_repo(&repo, &["info"]);
+    assert_eq!(info.status.code(), Some(0), "{}", text(&info));
+    assert!(
+        text(&info).contains("1 backups with a damaged manifest"),
+        "{}",
+        text(&info)
+    );
+
+    let verify = cfdr_repo(&repo, &["verify", "--all"]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    let out = String::from_utf8_lossy(&verify.stdout);
+    for good in [&ids[0], &ids[2]] {
+        let line = out.lines().find(|l| l.starts_with(good.as_str())).unwrap();
+        assert!(line.ends_with("objects ok, 0 failed"), "{out}");
+    }
+    assert!(
+        out.contains(&format!("{}: FAILED: manifest cannot be read", ids[1]))
+            && out.contains(&format!("FAILED {key}: ")),
+        "{out}"
+    );
+    // Asked for by id, the damaged backup is a failed verification too.
+    let one = cfdr_repo(&repo, &["verify", &ids[1]]);
+    assert_eq!(one.status.code(), Some(1), "{}", text(&one));
 }
 
 #[test]

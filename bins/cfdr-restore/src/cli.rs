@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
     cfdr-restore logical --latest                      # into cryptofunk_restore_<id>\n  \
     cfdr-restore logical --before 2026-11-06T14:30:00Z --swap\n  \
     cfdr-restore logical 20261106T140000.000Z-logical-ab12 --target-db cf_check --jobs 2\n  \
+    cfdr-restore logical 20261106T140000.000Z-logical-ab12 --swap-only   # after a refused --swap\n  \
     cfdr-restore pitr --to-time 2026-11-06T14:29:00Z --data-dir /var/lib/postgresql/15/pitr --start\n  \
     cfdr-restore pitr --to-name before_migration --data-dir /srv/pg/restore"
 )]
@@ -38,12 +39,20 @@ pub(crate) enum Command {
         /// The latest backup finished before this time (RFC 3339).
         #[arg(long, conflicts_with = "id")]
         before: Option<jiff::Timestamp>,
-        /// Database to create (default <db>_restore_<id>).
+        /// Database to create (default <db>_restore_<id>, <db> shortened so
+        /// the name fits PostgreSQL's 63 bytes). With --swap-only: the
+        /// restored database to swap in.
         #[arg(long)]
         target_db: Option<String>,
-        /// Make the restored database the live one; keep the old as <db>_before_<id>.
+        /// Make the restored database the live one; keep the old as
+        /// <db>_before_<id> (<db> shortened to fit 63 bytes).
         #[arg(long)]
         swap: bool,
+        /// Do not restore: swap in the database already restored from backup
+        /// ID (after a swap was refused because sessions were connected).
+        /// Its tables and row counts are checked against the backup again.
+        #[arg(long, requires = "id", conflicts_with_all = ["swap", "latest", "before"])]
+        swap_only: bool,
         /// Sessions loading rows at once (default: one per CPU core). Above 1
         /// the stored dump is read three times (schema, data, indexes),
         /// never staged on disk; 1: a single pg_restore.
@@ -62,7 +71,11 @@ pub(crate) enum Command {
         /// Delete the contents of a non-empty --data-dir first.
         #[arg(long)]
         force: bool,
-        /// Start the server, wait for promotion and report the reached position.
+        /// Start the server, wait for promotion and report the reached
+        /// position. The server keeps running afterwards (the output says
+        /// how to stop it); it logs to <data-dir>/log/cfdr-pitr.log. On
+        /// failure it is stopped and the directory kept, with the command
+        /// to start over.
         #[arg(long)]
         start: bool,
         /// Keep WAL archiving on in the started server (off by default: a
@@ -80,8 +93,9 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct PitrTarget {
-    /// Recover up to this time (RFC 3339, UTC).
-    #[arg(long)]
+    /// Recover up to this time: RFC 3339 with a zone, e.g.
+    /// 2026-11-06T14:29:00Z or 2026-11-06T16:29:00+02:00.
+    #[arg(long, value_parser = parse_zoned_time)]
     pub(crate) to_time: Option<jiff::Timestamp>,
     /// Recover up to this LSN (e.g. 0/3000060).
     #[arg(long)]
@@ -117,5 +131,88 @@ impl PitrTarget {
             } => RecoveryTarget::Name(name),
             _ => RecoveryTarget::Latest,
         })
+    }
+}
+
+/// `--to-time`: a point in time needs its zone; say the expected form.
+fn parse_zoned_time(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse().map_err(|e| {
+        format!(
+            "{e}\nexpected RFC 3339 with a zone (Z or an offset), e.g. 2026-11-06T14:29:00Z \
+             or 2026-11-06T16:29:00+02:00"
+        )
+    })
+}
+
+/// The command line that starts a failed `pitr` over: the same arguments
+/// plus --force (the directory is not empty now), with the target replaced
+/// by --latest when `latest`. Each word is quoted for the shell.
+pub(crate) fn rerun_command(args: &[String], latest: bool) -> String {
+    const TARGETS: [&str; 4] = ["--to-time", "--to-lsn", "--to-xid", "--to-name"];
+    let mut words: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if latest {
+            if TARGETS.contains(&a.as_str()) {
+                it.next();
+                continue;
+            }
+            if TARGETS.iter().any(|t| a.starts_with(&format!("{t}="))) {
+                continue;
+            }
+        }
+        words.push(a.clone());
+    }
+    for (flag, wanted) in [("--latest", latest), ("--force", true)] {
+        if wanted && !words.iter().any(|w| w == flag) {
+            words.push(flag.into());
+        }
+    }
+    words
+        .iter()
+        .map(|w| cfdr_pg::physical::sh_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn rerun_adds_force_and_swaps_an_unreachable_target_for_latest() {
+        let given = args(
+            "cfdr-restore -r repo pitr --to-time 2026-11-06T15:00:00Z --data-dir /srv/r --start",
+        );
+        assert_eq!(
+            rerun_command(&given, false),
+            "cfdr-restore -r repo pitr --to-time 2026-11-06T15:00:00Z --data-dir /srv/r --start --force"
+        );
+        assert_eq!(
+            rerun_command(&given, true),
+            "cfdr-restore -r repo pitr --data-dir /srv/r --start --latest --force"
+        );
+        let given = args("cfdr-restore pitr --to-name=x --data-dir /srv/my_dir --force --start");
+        assert_eq!(
+            rerun_command(&given, true),
+            "cfdr-restore pitr --data-dir /srv/my_dir --force --start --latest"
+        );
+    }
+
+    #[test]
+    fn a_time_without_zone_shows_the_expected_form() {
+        let err = parse_zoned_time("2026-11-06 14:29:00").unwrap_err();
+        assert!(
+            err.contains(
+                "expected RFC 3339 with a zone (Z or an offset), e.g. 2026-11-06T14:29:00Z"
+            ),
+            "{err}"
+        );
+        assert!(parse_zoned_time("2026-11-06T16:29:00+02:00").is_ok());
     }
 }

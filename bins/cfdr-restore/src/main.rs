@@ -35,6 +35,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             before,
             target_db,
             swap,
+            swap_only,
             jobs,
         } => {
             let server = PgTarget::from_env()?;
@@ -44,6 +45,23 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 (None, None) => Selector::Latest,
             };
             let manifest = logical::find(&repo, &selector, None).await?;
+            if swap_only {
+                let report = logical::swap_restored(
+                    &server,
+                    &manifest,
+                    &config.pg,
+                    target_db.as_deref(),
+                    print_step,
+                )
+                .await?;
+                println!(
+                    "{} is live (restored from {}); previous database kept as {}",
+                    report.database,
+                    manifest.id,
+                    report.previous.as_deref().unwrap_or("-")
+                );
+                return Ok(within_rto(report.total, rto));
+            }
             println!(
                 "restoring {} ({} stored)",
                 manifest.id,
@@ -59,6 +77,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let report =
                 logical::restore(&repo, &server, &manifest, &config.pg, &req, print_step).await?;
             println!("restored into {}", report.database);
+            if let Some(previous) = &report.previous {
+                println!("previous database kept as {previous}");
+            }
             report.total
         }
         Command::Pitr {
@@ -69,10 +90,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
             archive,
             prefetch,
         } => {
+            // The server runs in its own working directory: absolute paths only.
+            let data_dir = std::path::absolute(&data_dir)?;
             let spool = data_dir.with_extension("wal-spool");
             let req = PitrRequest {
                 target: target.recovery_target()?,
-                restore_command: restore_command(&cli.common, &spool, prefetch)?,
+                restore_command: restore_command(&cli.common, &config, &spool, prefetch)?,
                 prefetch_spool: (prefetch > 0).then_some(spool),
                 data_dir,
                 force,
@@ -82,7 +105,10 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 rto,
                 bin_dir: config.pg.bin_dir.clone(),
             };
-            let report = physical::pitr(&repo, &req, print_step).await?;
+            let report = match physical::pitr(&repo, &req, print_step).await {
+                Ok(report) => report,
+                Err(e) => return Err(pitr_failed(e, &req.data_dir)),
+            };
             println!(
                 "restored base backup {} into {}",
                 report.backup.id,
@@ -106,10 +132,29 @@ async fn run(cli: Cli) -> Result<Outcome> {
             if let Some(mut cluster) = report.cluster {
                 // The report is what the caller wanted; the server keeps running.
                 cluster.detach();
+                println!(
+                    "the server keeps running (data directory {}, log {}); connect with \
+                     psql -h 127.0.0.1 -p {} -U postgres",
+                    req.data_dir.display(),
+                    report
+                        .log_file
+                        .as_deref()
+                        .unwrap_or(&req.data_dir)
+                        .display(),
+                    cluster.port
+                );
+                if let Some(stop) = &report.stop_command {
+                    println!("stop it with: {stop}");
+                }
             }
             report.total
         }
     };
+    Ok(within_rto(total, rto))
+}
+
+/// Prints the total against the RTO; over it is a failed check.
+fn within_rto(total: Duration, rto: Duration) -> Outcome {
     let within = total <= rto;
     println!(
         "total {:.1}s ({} the database RTO of {}s)",
@@ -117,29 +162,54 @@ async fn run(cli: Cli) -> Result<Outcome> {
         if within { "within" } else { "OVER" },
         rto.as_secs()
     );
-    Ok(if within {
+    if within {
         Outcome::Ok
     } else {
         Outcome::CheckFailed
-    })
+    }
 }
 
 fn print_step(s: &logical::Step) {
     println!("  {:>7.2}s  {}", s.took.as_secs_f64(), s.name);
 }
 
-/// `cfdr-wal fetch` from beside this binary, on the same repository and config.
-fn restore_command(common: &cfdr_cli::Common, spool: &Path, prefetch: u32) -> Result<String> {
-    let config = common
+/// `cfdr-wal fetch` from beside this binary, on the same repository (as
+/// opened here, whether from -r, CFDR_REPOSITORY, the config file or the
+/// default) and config file.
+fn restore_command(
+    common: &cfdr_cli::Common,
+    config: &cfdr_config::Config,
+    spool: &Path,
+    prefetch: u32,
+) -> Result<String> {
+    let config_file = common
         .config
         .as_deref()
         .map(std::path::absolute)
         .transpose()?;
     Ok(physical::fetch_command(
         &std::env::current_exe()?.with_file_name("cfdr-wal"),
-        config.as_deref(),
-        common.repository.as_deref(),
+        config_file.as_deref(),
+        config.repository.url.as_deref(),
         &std::path::absolute(spool)?,
         prefetch,
-    ))
+    )?)
+}
+
+/// A failed PITR restore: when it left a restored directory behind (kept
+/// for inspection, its server log inside), the exact command that starts
+/// over, with --force, and with --latest when the target lies after the
+/// archived WAL.
+fn pitr_failed(e: cfdr_pg::Error, data_dir: &Path) -> anyhow::Error {
+    let left = std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some());
+    if !left || matches!(e, cfdr_pg::Error::DataDirNotEmpty { .. }) {
+        return e.into();
+    }
+    let latest = matches!(e, cfdr_pg::Error::PitrTarget { .. });
+    let args: Vec<String> = std::env::args().collect();
+    anyhow::anyhow!(
+        "{e}\n{} is kept for inspection; to start over: {}",
+        data_dir.display(),
+        cli::rerun_command(&args, latest)
+    )
 }

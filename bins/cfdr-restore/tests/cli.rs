@@ -88,3 +88,88 @@ fn pitr_explains_what_it_cannot_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_swap_gives_a_swap_only_command_that_finishes_it() {
+    let Some(setup) = cfdr_testing::pg::backed_up("manual", "cfdr-restore swap-only").await else {
+        return;
+    };
+    let (cluster, url, m) = (&setup.cluster, setup.url.as_str(), &setup.manifest);
+    let restore = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cfdr-restore"))
+            .args(["-r", url])
+            .args(args)
+            .env("DATABASE_URL", cluster.url("cryptofunk"))
+            .env_remove("CFDR_CONFIG")
+            .output()
+            .unwrap()
+    };
+
+    // An application is still connected to the live database.
+    let app = cluster.target("cryptofunk").connect().await.unwrap();
+    let out = restore(&["logical", "--swap"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let restored = cfdr_pg::logical::restore_name("cryptofunk", &m.id);
+    assert!(
+        err.contains(&format!("{restored} stays restored and verified")),
+        "{err}"
+    );
+    // The advice, as printed between backquotes.
+    let advice = err
+        .split('`')
+        .find(|s| s.starts_with("cfdr-restore logical "))
+        .unwrap_or_else(|| panic!("no command in {err}"))
+        .to_owned();
+    assert_eq!(advice, format!("cfdr-restore logical {} --swap-only", m.id));
+    drop(app);
+    let server = cluster.target("postgres");
+    for _ in 0..100 {
+        if cfdr_pg::admin::sessions_on(&server, "cryptofunk")
+            .await
+            .unwrap()
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let args: Vec<&str> = advice.split(' ').skip(1).collect();
+    let out = restore(&args);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let previous = cfdr_pg::logical::before_name("cryptofunk", &m.id);
+    assert!(
+        text.contains(&format!(
+            "cryptofunk is live (restored from {}); previous database kept as {previous}",
+            m.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("verify tables and row counts of {restored}")),
+        "{text}"
+    );
+    assert!(
+        cfdr_pg::admin::database_exists(&server, &previous)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cfdr_pg::admin::database_exists(&server, &restored)
+            .await
+            .unwrap()
+    );
+
+    // --swap-only needs the backup it swaps in, and is no restore.
+    let out = restore(&["logical", "--swap-only"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<ID>"));
+    let out = restore(&["logical", m.id.as_str(), "--swap-only", "--swap"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

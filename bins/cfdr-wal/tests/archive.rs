@@ -26,9 +26,9 @@ async fn archives(backend: Backend, async_mode: bool, test: &str) {
         .unwrap();
     conn.execute("SELECT pg_backup_stop()").await.unwrap();
     let last = make_wal(&cluster, 1).await;
-    wait_archived(&cluster, &last[0], 60).await;
+    wait_archived(&cluster, &last[0]).await;
     for n in &names {
-        wait_archived(&cluster, n, 5).await;
+        wait_archived(&cluster, n).await;
     }
     let compared = assert_archive_matches(&setup, &cluster).await;
     assert!(compared >= 5, "only {compared} files compared");

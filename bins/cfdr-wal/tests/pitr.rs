@@ -63,7 +63,7 @@ async fn flush_archive(cluster: &LocalCluster) {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    wait_archived(cluster, &file, 60).await;
+    wait_archived(cluster, &file).await;
 }
 
 /// `(count, min id, max id)` of trades on a started restore.
@@ -97,7 +97,7 @@ async fn restore(
         identities: None,
         start: true,
         archive: false,
-        rto: Duration::from_secs(120),
+        rto: cfdr_testing::PATIENCE,
         bin_dir: None,
     };
     physical::pitr(repo, &req, |_| {}).await.unwrap()
@@ -191,7 +191,7 @@ async fn pitr_stops_exactly_before_the_accident(backend: Backend) {
             identities: None,
             start: true,
             archive: false,
-            rto: Duration::from_secs(60),
+            rto: cfdr_testing::PATIENCE,
             bin_dir: None,
         };
         let err = physical::pitr(&repo, &req, |_| {})
@@ -243,16 +243,19 @@ async fn pitr_follows_the_new_timeline_after_a_failover() {
     let mut standby = LocalCluster::existing(&bin, &standby_dir, &standby_dir).unwrap();
     standby.start(&[]).await.unwrap();
     commit_trades(&db, 11..=20).await;
-    let mut caught_up = false;
-    for _ in 0..100 {
-        let s = replica::status(&db).await.unwrap();
-        if s.len() == 1 && s[0].state == "streaming" && s[0].lag_bytes == 0 {
-            caught_up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(caught_up, "{:?}", replica::status(&db).await.unwrap());
+    cfdr_testing::eventually(
+        "the standby streams with no lag",
+        cfdr_testing::PATIENCE,
+        || async {
+            let s = replica::status(&db).await.unwrap();
+            if s.len() == 1 && s[0].state == "streaming" && s[0].lag_bytes == 0 {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await;
 
     // Failover: the primary dies, the standby is promoted to timeline 2,
     // which the operator lets archive (cfdr-wal adopt-timeline 2).

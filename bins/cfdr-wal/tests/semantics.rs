@@ -293,15 +293,17 @@ async fn another_cluster_is_refused() {
     std::fs::write(&conf, text).unwrap();
     second.start(&[]).await.unwrap();
     make_wal(&second, 1).await;
-    let mut failed = 0;
-    for _ in 0..100 {
-        failed = archiver(&second).await.1;
-        if failed > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(failed > 0, "the second cluster's archiver never failed");
+    cfdr_testing::eventually(
+        "the second cluster's archiver fails",
+        cfdr_testing::PATIENCE,
+        || async {
+            match archiver(&second).await {
+                (_, failed, _) if failed > 0 => Ok(()),
+                seen => Err(format!("archiver {seen:?}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(setup.archive().list().await.unwrap().len(), 1);
 }
 
@@ -358,22 +360,24 @@ async fn storage_outage_is_retried_and_loses_nothing() {
     };
     let cluster = archiving_cluster(&bin, &setup.archive_command("")).await;
     let first = make_wal(&cluster, 1).await;
-    wait_archived(&cluster, &first[0], 30).await;
+    wait_archived(&cluster, &first[0]).await;
     // The endpoint goes away: PostgreSQL keeps the segments and retries.
     setup.write_config(Some(&format!(
         "http://127.0.0.1:{}",
         cfdr_testing::closed_port()
     )));
     let during = make_wal(&cluster, 3).await;
-    let mut failed = 0;
-    for _ in 0..300 {
-        failed = archiver(&cluster).await.1;
-        if failed >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(failed >= 2, "failed_count stayed at {failed}");
+    cfdr_testing::eventually(
+        "two failed archive attempts",
+        cfdr_testing::PATIENCE,
+        || async {
+            match archiver(&cluster).await {
+                (_, failed, _) if failed >= 2 => Ok(()),
+                seen => Err(format!("archiver {seen:?}")),
+            }
+        },
+    )
+    .await;
     assert!(
         !cluster
             .data_dir
@@ -385,7 +389,7 @@ async fn storage_outage_is_retried_and_loses_nothing() {
     setup.write_config(None);
     let after = make_wal(&cluster, 1).await;
     for n in during.iter().chain(&after) {
-        wait_archived(&cluster, n, 90).await;
+        wait_archived(&cluster, n).await;
     }
     let compared = assert_archive_matches(&setup, &cluster).await;
     assert!(compared >= 5, "{compared}");
@@ -428,7 +432,7 @@ async fn preflight_names_wrong_settings() {
     // Set up as documented: nothing to report.
     let good = archiving_cluster(&bin, &setup.archive_command("")).await;
     let names = make_wal(&good, 1).await;
-    wait_archived(&good, &names[0], 30).await;
+    wait_archived(&good, &names[0]).await;
     let out = run(&good);
     assert!(
         out.status.success(),
@@ -460,7 +464,7 @@ async fn prefetch_serves_the_following_segments() {
     };
     // The background worker fetches ahead while "recovery" goes on.
     let prefetched = |n: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + cfdr_testing::PATIENCE;
         while !spool_in.join(n).exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -526,7 +530,7 @@ async fn recovery_replays_fetched_wal_and_stops_on_a_damaged_segment() {
         .unwrap();
     assert!(status.success());
     let names = make_wal(&cluster, 3).await;
-    wait_archived(&cluster, names.last().unwrap(), 60).await;
+    wait_archived(&cluster, names.last().unwrap()).await;
     let restore = |dir: &Path| {
         let conf = dir.join("postgresql.auto.conf");
         let cmd = setup.archive_command("").replace("push  %p", "fetch %f %p");
@@ -570,10 +574,10 @@ async fn recovery_replays_fetched_wal_and_stops_on_a_damaged_segment() {
     // pg_ctl may return once the backup is consistent (hot standby) or
     // report the failed start: either way, the log tells what happened.
     let _ = clone.start(&[]).await;
-    let log = wait_for_log(&damaged.with_extension("log"), "is damaged").await;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let log = std::fs::read_to_string(damaged.with_extension("log")).unwrap_or(log);
-    assert!(log.contains("FATAL"), "{log}");
+    wait_for_log(&damaged.with_extension("log"), "is damaged").await;
+    // Recovery stops on the failed restore_command: the startup process
+    // ends with a FATAL line.
+    let log = wait_for_log(&damaged.with_extension("log"), "FATAL").await;
     assert!(
         !log.contains("database system is ready to accept connections"),
         "promoted: {log}"
@@ -597,15 +601,16 @@ async fn recovery_replays_fetched_wal_and_stops_on_a_damaged_segment() {
     );
 }
 
-/// Waits up to 60 s until the server log at `path` contains `needle`.
+/// Waits until the server log at `path` contains `needle`.
 async fn wait_for_log(path: &Path, needle: &str) -> String {
-    let mut log = String::new();
-    for _ in 0..600 {
-        log = std::fs::read_to_string(path).unwrap_or_default();
+    let what = format!("{needle:?} in the server log {}", path.display());
+    cfdr_testing::eventually(&what, cfdr_testing::PATIENCE, || async {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
         if log.contains(needle) {
-            return log;
+            Ok(log)
+        } else {
+            Err(log)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{needle:?} not in the server log within 60 s:\n{log}");
+    })
+    .await
 }

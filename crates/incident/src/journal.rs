@@ -73,6 +73,19 @@ pub struct Problem {
     pub reason: String,
 }
 
+impl Problem {
+    /// Whether this damaged object counts as a trading halt: everything
+    /// inside an incident's folder does (cfdr writes only
+    /// `incidents/<id>/<seq>.json` there, so it may be an event with a
+    /// damaged name or body). Objects directly under `incidents/` belong to
+    /// no incident and are only reported.
+    pub fn counts_as_halt(&self) -> bool {
+        self.key
+            .strip_prefix(INCIDENTS_PREFIX)
+            .is_some_and(|rest| rest.contains('/'))
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.key, self.reason)
@@ -91,6 +104,14 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
 }
 
+impl Loaded {
+    /// Whether some of the incident's objects could not be read or applied:
+    /// its record may miss a halt, so it counts as halting.
+    pub fn is_damaged(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
 /// Every incident in the repository.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
@@ -98,6 +119,117 @@ pub struct Listing {
     pub incidents: Vec<Loaded>,
     /// Unreadable incidents and objects.
     pub problems: Vec<Problem>,
+}
+
+impl Listing {
+    /// Every object that could not be read or applied, of readable
+    /// incidents and besides them, by key.
+    pub fn damaged(&self) -> Vec<Problem> {
+        let mut all: Vec<Problem> = self
+            .problems
+            .iter()
+            .chain(self.incidents.iter().flat_map(|l| &l.problems))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The trading halt as this listing shows it, fail-closed.
+    pub fn halt_state(&self) -> HaltState {
+        HaltState {
+            halting: self
+                .incidents
+                .iter()
+                .map(|l| &l.incident)
+                .filter(|i| i.trading_halted())
+                .cloned()
+                .collect(),
+            damaged: self
+                .damaged()
+                .into_iter()
+                .filter(Problem::counts_as_halt)
+                .collect(),
+        }
+    }
+}
+
+/// What to do about damaged incident objects, for messages.
+pub const DAMAGE_ADVICE: &str = "trading counts as halted while an incident's objects cannot be read: \
+restore each named object from a copy of the repository (bucket versioning, a replica); if none \
+exists, decide by hand whether that incident still halts trading, move the object out of \
+incidents/ and record the decision (`cfdr-incident halt ID --reason ...` or `resume-trading`)";
+
+/// Whether trading may go on, read fail-closed: what a pre-trade gate asks
+/// ([`Journal::halt_state`], `cfdr-incident halted`).
+///
+/// An event that cannot be read may be the one that halts trading, so an
+/// incident with damaged objects (corrupt or truncated, foreign, rejected by
+/// the state machine, or an unreadable opening event) counts as halting
+/// until the objects are repaired; see [`DAMAGE_ADVICE`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use cfdr_incident::{Change, Journal, Severity, Stamp, event_key};
+/// use cfdr_storage::StorageOptions;
+///
+/// let journal = Journal::new(StorageOptions::from_url("memory://halt-state-doc").build()?);
+/// let now: jiff::Timestamp = "2025-11-06T14:30:00Z".parse().unwrap();
+/// let opened = Change::Opened {
+///     title: "Exchange keys leaked".into(),
+///     severity: Severity::P1,
+///     commander: None,
+///     halt: true,
+///     text: None,
+/// };
+/// let inc = journal.open(&Stamp::new("alice", now), opened).await?.incident;
+/// let state = journal.halt_state().await?;
+/// assert!(state.trading_halted());
+/// assert_eq!(state.halting[0].id, inc.id);
+///
+/// // The event that halts trading is damaged: still halted, and the key is named.
+/// journal.store().put(&event_key(&inc.id, 1), "{\"format\":1,\"inc").await?;
+/// let state = journal.halt_state().await?;
+/// assert!(state.trading_halted());
+/// assert!(state.halting.is_empty());
+/// assert!(state.damaged[0].key.starts_with("incidents/INC-20251106-001/"));
+/// # Ok::<(), cfdr_incident::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HaltState {
+    /// Readable incidents that hold a trading halt, by id.
+    pub halting: Vec<Incident>,
+    /// Objects inside incident folders that could not be read or applied,
+    /// by key; each counts as a halt.
+    pub damaged: Vec<Problem>,
+}
+
+impl HaltState {
+    /// Whether trading is halted: an incident holds a halt or an incident's
+    /// objects cannot all be read.
+    pub fn trading_halted(&self) -> bool {
+        !self.halting.is_empty() || !self.damaged.is_empty()
+    }
+
+    /// One line per cause, for messages (`INC-... halts trading since ...`,
+    /// `incidents/.../00000003.json cannot be read: ...`).
+    pub fn reasons(&self) -> Vec<String> {
+        let halts = self.halting.iter().map(|i| match i.current_halt() {
+            Some(h) => format!(
+                "{} halts trading since {} ({})",
+                i.id,
+                h.from.round(jiff::Unit::Second).unwrap_or(h.from),
+                h.reason
+            ),
+            None => format!("{} halts trading", i.id),
+        });
+        let damaged = self
+            .damaged
+            .iter()
+            .map(|p| format!("{p} (counts as a trading halt)"));
+        halts.chain(damaged).collect()
+    }
 }
 
 /// The result of an append: the stored event and the record after it.
@@ -283,16 +415,13 @@ impl Journal {
         })
     }
 
-    /// Incidents that currently halt trading (what the trading guard reads).
-    pub async fn halting(&self) -> Result<Vec<Incident>> {
-        Ok(self
-            .list()
-            .await?
-            .incidents
-            .into_iter()
-            .map(|l| l.incident)
-            .filter(Incident::trading_halted)
-            .collect())
+    /// Whether trading is halted, read fail-closed: the incidents that hold
+    /// a halt and every incident object that cannot be read, which counts as
+    /// a halt (see [`HaltState`]). A pre-trade gate calls this and lets
+    /// trading go on only when [`HaltState::trading_halted`] is false; an
+    /// `Err` (repository unreachable) must stop trading too.
+    pub async fn halt_state(&self) -> Result<HaltState> {
+        Ok(self.list().await?.halt_state())
     }
 
     /// Reads and parses objects, grouped by incident; objects whose keys are

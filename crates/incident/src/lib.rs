@@ -10,6 +10,10 @@
 //!   that rejects illegal transitions with a message.
 //! - [`Journal`]: the events in the repository, one create-only object per
 //!   event, so two writers never lose each other's events.
+//! - [`Journal::halt_state`] / [`HaltState`]: whether trading is halted,
+//!   read fail-closed for a pre-trade gate: an incident whose events cannot
+//!   all be read counts as halting, and the damaged keys are named. Trade
+//!   only when it returns `Ok` with [`HaltState::trading_halted`] false.
 //! - [`SlaPolicy`]: acknowledgement, status-update and post-mortem
 //!   deadlines against a given `now`, with business days.
 //! - [`report::render`]: Markdown following the runbook's incident template.
@@ -83,7 +87,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use event::{Change, EVENT_FORMAT, Event, PostMortem};
 pub use journal::{
-    Appended, INCIDENTS_PREFIX, Journal, Listing, Loaded, Problem, Stamp, event_key,
+    Appended, DAMAGE_ADVICE, HaltState, INCIDENTS_PREFIX, Journal, Listing, Loaded, Problem, Stamp,
+    event_key,
 };
 pub use model::{
     ActionItem, EntryKind, HaltPeriod, Impact, IncidentId, Links, Severity, Status, TimelineEntry,

@@ -254,8 +254,11 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// Whether the entry belongs in the report's timeline (record edits such
-    /// as post-mortem text, action items and links do not).
+    /// Whether the entry belongs in the report's timeline: every change and
+    /// note does (notes record what responders found and did, the
+    /// "timeline of events" the runbook's post-incident report asks for);
+    /// record edits (post-mortem text, action items, links) do not, they
+    /// fill their own sections of the report.
     pub fn in_report(self) -> bool {
         !matches!(
             self,

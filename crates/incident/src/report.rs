@@ -8,6 +8,7 @@ use std::fmt::Write;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::journal::{Loaded, Problem};
 use crate::model::Severity;
 use crate::record::Incident;
 
@@ -244,6 +245,24 @@ pub fn list_line(i: &Incident) -> String {
         i.title
     )
 }
+
+/// [`list_line`] of a loaded incident; one whose objects cannot all be
+/// read is marked as counting as a halt (its record may miss the halt).
+pub fn listing_line(l: &Loaded) -> String {
+    let mut line = list_line(&l.incident);
+    if l.is_damaged() {
+        line.push_str(DAMAGED_MARK);
+    }
+    line
+}
+
+/// A line for a damaged object (`list`, `halted`): its key and that it
+/// counts as a halt.
+pub fn damaged_line(p: &Problem) -> String {
+    format!("{}{DAMAGED_MARK}", p.key)
+}
+
+const DAMAGED_MARK: &str = "  DAMAGED: counts as TRADING HALTED";
 
 /// The text of the timeline entry of event `seq`, if any.
 pub fn entry_text(i: &Incident, seq: u64) -> &str {

@@ -205,7 +205,7 @@ async fn an_event_for_another_incident_is_not_mixed_in() {
 }
 
 #[tokio::test]
-async fn halting_lists_only_incidents_that_hold_the_halt() {
+async fn halt_state_lists_only_incidents_that_hold_the_halt() {
     let j = support::memory_journal("halting");
     let a = j
         .open(
@@ -215,9 +215,11 @@ async fn halting_lists_only_incidents_that_hold_the_halt() {
         .await
         .unwrap();
     support::open(&j, Severity::P2, at("10:05")).await;
-    let halting = j.halting().await.unwrap();
-    assert_eq!(halting.len(), 1);
-    assert_eq!(halting[0].id, a.incident.id);
+    let state = j.halt_state().await.unwrap();
+    assert!(state.trading_halted());
+    assert_eq!(state.halting.len(), 1);
+    assert_eq!(state.halting[0].id, a.incident.id);
+    assert!(state.damaged.is_empty());
     support::append(
         &j,
         &a.incident.id,
@@ -227,7 +229,141 @@ async fn halting_lists_only_incidents_that_hold_the_halt() {
         },
     )
     .await;
-    assert!(j.halting().await.unwrap().is_empty());
+    let state = j.halt_state().await.unwrap();
+    assert!(!state.trading_halted(), "{:?}", state.reasons());
+    assert!(state.halting.is_empty());
+}
+
+/// The damage a repository can do to the event that holds a halt: a
+/// flipped byte, a cut-off object, an empty one. Each keeps trading halted
+/// and names the key; other incidents stay readable.
+#[tokio::test]
+async fn a_damaged_halt_event_keeps_trading_halted_and_names_its_key() {
+    for (what, damage) in [
+        ("flipped byte", Damage::Flip),
+        ("truncated", Damage::Truncate),
+        ("empty", Damage::Empty),
+    ] {
+        let j = support::memory_journal("damaged-halt");
+        // A P2 incident (no halt at opening) that halts trading later.
+        let inc = support::open(&j, Severity::P2, at("10:00")).await.incident;
+        let halt = support::append(
+            &j,
+            &inc.id,
+            at("10:01"),
+            Change::HaltSet {
+                reason: "odd fills".into(),
+            },
+        )
+        .await;
+        support::append(&j, &inc.id, at("10:02"), Change::Note { text: "n".into() }).await;
+        let other = support::open(&j, Severity::P3, at("10:03")).await.incident;
+        assert!(j.halt_state().await.unwrap().trading_halted());
+
+        let key = event_key(&inc.id, halt.event.seq);
+        let bytes = j.store().get(&key).await.unwrap().to_vec();
+        j.store().put(&key, damage.apply(bytes)).await.unwrap();
+
+        let state = j.halt_state().await.unwrap();
+        assert!(state.trading_halted(), "{what}: {state:?}");
+        assert!(
+            state.halting.is_empty(),
+            "{what}: the halt event is unreadable"
+        );
+        assert_eq!(state.damaged.len(), 1, "{what}: {:?}", state.damaged);
+        assert_eq!(state.damaged[0].key, key, "{what}");
+        let reasons = state.reasons().join("\n");
+        assert!(
+            reasons.contains(&key) && reasons.contains("counts as a trading halt"),
+            "{what}: {reasons}"
+        );
+        // The listing says which incident is damaged; the other is whole.
+        let listing = j.list().await.unwrap();
+        let damaged: Vec<_> = listing
+            .incidents
+            .iter()
+            .filter(|l| l.is_damaged())
+            .map(|l| l.incident.id.clone())
+            .collect();
+        assert_eq!(damaged, std::slice::from_ref(&inc.id), "{what}");
+        assert!(listing.incidents.iter().any(|l| l.incident.id == other.id));
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_opening_event_that_halts_keeps_trading_halted() {
+    let j = support::memory_journal("damaged-open");
+    let opened = j
+        .open(
+            &Stamp::new("alice", at("10:00")),
+            support::opened("breach", Severity::P0, true),
+        )
+        .await
+        .unwrap();
+    let key = event_key(&opened.incident.id, 1);
+    let bytes = j.store().get(&key).await.unwrap().to_vec();
+    j.store()
+        .put(&key, Damage::Truncate.apply(bytes))
+        .await
+        .unwrap();
+    let state = j.halt_state().await.unwrap();
+    assert!(state.trading_halted());
+    assert!(state.halting.is_empty());
+    assert_eq!(state.damaged.len(), 1, "{:?}", state.damaged);
+    assert!(
+        state.damaged[0]
+            .key
+            .starts_with("incidents/INC-20251106-001/")
+            && state.damaged[0].reason.contains("00000001.json"),
+        "{:?}",
+        state.damaged
+    );
+}
+
+#[tokio::test]
+async fn a_stray_object_outside_incident_folders_is_reported_but_does_not_halt() {
+    let j = support::memory_journal("stray");
+    support::open(&j, Severity::P3, at("10:00")).await;
+    j.store()
+        .put("incidents/README.txt", "stray")
+        .await
+        .unwrap();
+    let listing = j.list().await.unwrap();
+    assert_eq!(listing.damaged().len(), 1);
+    assert!(!listing.halt_state().trading_halted());
+    // The same object inside an incident's folder may be a misnamed event.
+    j.store()
+        .put("incidents/INC-20251106-001/3.json", "stray")
+        .await
+        .unwrap();
+    let state = j.halt_state().await.unwrap();
+    assert!(state.trading_halted());
+    assert_eq!(state.damaged[0].key, "incidents/INC-20251106-001/3.json");
+}
+
+#[derive(Clone, Copy)]
+enum Damage {
+    Flip,
+    Truncate,
+    Empty,
+}
+
+impl Damage {
+    fn apply(self, mut bytes: Vec<u8>) -> Vec<u8> {
+        match self {
+            // A quote in the middle of the document turns into another byte.
+            Damage::Flip => {
+                let at = bytes.iter().rposition(|b| *b == b'"').unwrap();
+                bytes[at] ^= 0x01;
+                bytes
+            }
+            Damage::Truncate => {
+                bytes.truncate(bytes.len() / 2);
+                bytes
+            }
+            Damage::Empty => Vec::new(),
+        }
+    }
 }
 
 /// Writers on one incident at once, as tasks with their own store handles:

@@ -119,6 +119,62 @@ async fn timeline_crossing_midnight_shows_the_date_and_orders_by_time() {
     );
 }
 
+/// Notes are timeline entries of the report (what responders found and
+/// did: the template's "timeline of events"); record edits are not, they
+/// fill their own sections. The README documents the same split.
+#[tokio::test]
+async fn notes_are_in_the_report_timeline_and_record_edits_are_not() {
+    use cfdr_incident::{Change, PostMortem, Severity};
+    let j = support::memory_journal("notes-in-report");
+    let id = support::open(&j, Severity::P1, support::at("10:00"))
+        .await
+        .incident
+        .id;
+    let note = Change::Note {
+        text: "pg_stat_activity shows 100 idle connections".into(),
+    };
+    support::append(&j, &id, support::at("10:03"), note).await;
+    let action = Change::ActionAdded {
+        text: "Alert on connection count".into(),
+        owner: None,
+    };
+    support::append(&j, &id, support::at("10:04"), action).await;
+    let pm = Change::PostMortem(PostMortem {
+        summary: Some("Leak".into()),
+        ..PostMortem::default()
+    });
+    support::append(&j, &id, support::at("10:05"), pm).await;
+    let link = Change::Linked {
+        backups: vec!["20251106T100000.000Z-logical-ab12".into()],
+        drills: Vec::new(),
+    };
+    let inc = support::append(&j, &id, support::at("10:06"), link)
+        .await
+        .incident;
+    let report = render(&inc);
+    let timeline: Vec<&str> = report
+        .lines()
+        .skip_while(|l| *l != "## Timeline (UTC)")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "- 10:00 - Incident opened (P1): Database connection failures (alice)",
+            "- 10:03 - pg_stat_activity shows 100 idle connections (bob)",
+        ]
+    );
+    // The edits are in their sections and in `show`.
+    assert!(
+        report.contains("- [ ] Alert on connection count\n"),
+        "{report}"
+    );
+    let shown = cfdr_incident::report::show(&inc);
+    assert!(shown.contains("Action item 1 added"), "{shown}");
+    assert!(shown.contains("Linked backup"), "{shown}");
+}
+
 #[tokio::test]
 async fn an_ongoing_halt_is_shown_in_the_header_and_impact() {
     use cfdr_incident::Severity;

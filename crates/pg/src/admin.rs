@@ -57,17 +57,143 @@ pub async fn database_exists(server: &PgTarget, name: &str) -> Result<bool> {
     Ok(row.get::<i64, _>(0) > 0)
 }
 
+/// Quotes a string literal for SQL (`'text'`; `E'...'` when it holds a
+/// backslash, so the text is the same whatever standard_conforming_strings).
+pub fn quote_literal(text: &str) -> String {
+    let body = text.replace('\'', "''");
+    if body.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// PostgreSQL keeps the first 63 bytes of a name (NAMEDATALEN - 1) and
+/// silently drops the rest.
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// A database's encoding and locale: what `CREATE DATABASE` fixes for good.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseLocale {
+    /// Server encoding (`UTF8`, `LATIN1`, ...).
+    pub encoding: String,
+    /// Collation provider: `libc` or `icu`.
+    pub provider: String,
+    /// LC_COLLATE.
+    pub collate: String,
+    /// LC_CTYPE.
+    pub ctype: String,
+    /// The ICU locale when the provider is `icu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icu_locale: Option<String>,
+}
+
+impl std::fmt::Display for DatabaseLocale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {} ", self.encoding, self.provider)?;
+        match &self.icu_locale {
+            Some(icu) => write!(f, "{icu}"),
+            None if self.collate == self.ctype => write!(f, "{}", self.collate),
+            None => write!(f, "collate {} ctype {}", self.collate, self.ctype),
+        }
+    }
+}
+
+/// Encoding and locale of the connected database (on `conn`, so in its
+/// snapshot when it is in a transaction).
+pub async fn database_locale(
+    conn: &mut sqlx::PgConnection,
+    target: &PgTarget,
+) -> Result<DatabaseLocale> {
+    // datlocprovider and daticulocale are PostgreSQL 15+; older servers
+    // only have libc locales.
+    let row = sqlx::query(
+        "SELECT pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text, \
+         current_setting('server_version_num')::int >= 150000 \
+         FROM pg_database d WHERE d.datname = current_database()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| query_err("reading the database's encoding and locale", target, e))?;
+    let mut locale = DatabaseLocale {
+        encoding: row.get(0),
+        provider: "libc".into(),
+        collate: row.get(1),
+        ctype: row.get(2),
+        icu_locale: None,
+    };
+    if row.get::<bool, _>(3) {
+        let row = sqlx::query(
+            "SELECT d.datlocprovider::text, d.daticulocale::text \
+             FROM pg_database d WHERE d.datname = current_database()",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| query_err("reading the database's locale provider", target, e))?;
+        if row.get::<String, _>(0) == "i" {
+            locale.provider = "icu".into();
+            locale.icu_locale = row.get(1);
+        }
+    }
+    Ok(locale)
+}
+
 /// Creates database `name`; [`Error::DatabaseExists`] if it is there.
 pub async fn create_database(server: &PgTarget, name: &str) -> Result<()> {
+    create_database_like(server, name, None).await
+}
+
+/// Creates database `name` with `locale` (from template0, as pg_dump's
+/// `CREATE DATABASE` does), or the server's defaults when `None`.
+/// [`Error::NameTooLong`] for a name the server would cut,
+/// [`Error::DatabaseExists`] if it is there.
+pub async fn create_database_like(
+    server: &PgTarget,
+    name: &str,
+    locale: Option<&DatabaseLocale>,
+) -> Result<()> {
+    check_name(name)?;
     if database_exists(server, name).await? {
         return Err(Error::DatabaseExists {
             name: name.to_owned(),
         });
     }
+    let mut sql = format!("CREATE DATABASE {}", quote_ident(name));
+    if let Some(l) = locale {
+        sql.push_str(&format!(
+            " WITH TEMPLATE = template0 ENCODING = {} LC_COLLATE = {} LC_CTYPE = {}",
+            quote_literal(&l.encoding),
+            quote_literal(&l.collate),
+            quote_literal(&l.ctype)
+        ));
+        // Only PostgreSQL 15+ knows LOCALE_PROVIDER; libc is the default.
+        if let Some(icu) = &l.icu_locale {
+            sql.push_str(&format!(
+                " LOCALE_PROVIDER = icu ICU_LOCALE = {}",
+                quote_literal(icu)
+            ));
+        }
+    }
     let mut conn = server.connect().await?;
-    conn.execute(format!("CREATE DATABASE {}", quote_ident(name)).as_str())
-        .await
-        .map_err(|e| query_err(&format!("CREATE DATABASE {name}"), server, e))?;
+    conn.execute(sql.as_str()).await.map_err(|e| match locale {
+        Some(l) => Error::Locale {
+            database: name.to_owned(),
+            locale: l.to_string(),
+            reason: e.to_string(),
+        },
+        None => query_err(&format!("CREATE DATABASE {name}"), server, e),
+    })?;
+    Ok(())
+}
+
+/// [`Error::NameTooLong`] for a name the server would cut short.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::NameTooLong {
+            name: name.to_owned(),
+            bytes: name.len(),
+        });
+    }
     Ok(())
 }
 

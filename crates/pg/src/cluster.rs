@@ -19,10 +19,16 @@ pub struct LocalCluster {
     pub socket_dir: PathBuf,
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// Server log of `pg_ctl start` (default: `<data_dir>.log`).
+    pub log_file: PathBuf,
     bin: PgBin,
     running: bool,
     _temp: Option<tempfile::TempDir>,
 }
+
+/// How long a start may take: recovery and a loaded machine both stretch it,
+/// and a server that fails to start is seen at once by pg_ctl.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
@@ -108,6 +114,7 @@ impl LocalCluster {
             data_dir: data_dir.to_owned(),
             socket_dir: socket_dir.to_owned(),
             port: free_port()?,
+            log_file: data_dir.with_extension("log"),
             bin: bin.clone(),
             running: false,
             _temp: None,
@@ -115,26 +122,26 @@ impl LocalCluster {
     }
 
     /// Starts the server (`extra` are `-c name=value` settings) and waits
-    /// until it accepts connections.
+    /// until it accepts connections. The port was found free when the
+    /// handle was made; when another process took it since, the server is
+    /// started again on a new free port (up to 5 tries).
     pub async fn start(&mut self, extra: &[(&str, &str)]) -> Result<()> {
-        let mut opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
-            self.port,
-            self.socket_dir.display()
-        );
-        for (k, v) in extra {
-            opts.push_str(&format!(" -c {k}={v}"));
-        }
-        let log = self.data_dir.with_extension("log");
-        let mut cmd = self.bin.command("pg_ctl", true)?;
-        cmd.args(["-w", "-t", "60", "-D"])
-            .arg(&self.data_dir)
-            .arg("-l")
-            .arg(&log)
-            .args(["-o", &opts, "start"]);
-        if let Err(e) = run(cmd, "pg_ctl start").await {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+        let log = self.log_file.clone();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let logged_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            let Err(e) = self.start_once(extra, &log).await else {
+                break;
+            };
+            let text = std::fs::read(&log).unwrap_or_default();
+            let this_try =
+                String::from_utf8_lossy(text.get(logged_before as usize..).unwrap_or_default());
+            if tries < 5 && this_try.contains("Address already in use") {
+                self.port = free_port()?;
+                continue;
+            }
+            let tail: Vec<&str> = this_try.lines().rev().take(15).collect();
             return Err(Error::Cluster {
                 action: "start",
                 data_dir: self.data_dir.clone(),
@@ -146,17 +153,43 @@ impl LocalCluster {
         }
         self.running = true;
         let target = self.target("postgres");
-        for _ in 0..100 {
-            if target.connect().await.is_ok() {
-                return Ok(());
+        // pg_ctl -w returned once the server said it was ready; a loaded
+        // machine may still take a while to serve the first connection.
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            match target.connect().await {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(Error::Cluster {
+                        action: "start",
+                        data_dir: self.data_dir.clone(),
+                        detail: format!(
+                            "the server did not accept connections within {} s: {e}",
+                            START_TIMEOUT.as_secs()
+                        ),
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(Error::Cluster {
-            action: "start",
-            data_dir: self.data_dir.clone(),
-            detail: "the server did not accept connections within 10 s".into(),
-        })
+    }
+
+    async fn start_once(&self, extra: &[(&str, &str)], log: &Path) -> Result<()> {
+        let mut opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.socket_dir.display()
+        );
+        for (k, v) in extra {
+            opts.push_str(&format!(" -c {k}={v}"));
+        }
+        let mut cmd = self.bin.command("pg_ctl", true)?;
+        cmd.args(["-w", "-t", &START_TIMEOUT.as_secs().to_string(), "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(log)
+            .args(["-o", &opts, "start"]);
+        run(cmd, "pg_ctl start").await.map(drop)
     }
 
     /// Stops the server (fast mode).

@@ -165,6 +165,28 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// The backup's encoding or locale cannot be used on this server.
+    #[error(
+        "cannot create database {database} with the backup's encoding and locale ({locale}): {reason}; install that locale on the server's host (`locale -a` lists those it has) and restart PostgreSQL, or restore on a server that has it"
+    )]
+    Locale {
+        /// The database being created.
+        database: String,
+        /// Encoding and locale recorded in the backup.
+        locale: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// A database name longer than the server keeps.
+    #[error(
+        "database name {name} is {bytes} bytes; PostgreSQL keeps only 63 and would silently cut it: pick a shorter name"
+    )]
+    NameTooLong {
+        /// The name as given.
+        name: String,
+        /// Its length in bytes.
+        bytes: usize,
+    },
     /// No backup matches.
     #[error(
         "no logical backup {what} in the repository: run `cfdr-backup logical` first, or check the repository URL"

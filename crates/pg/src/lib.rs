@@ -31,6 +31,7 @@
 pub mod admin;
 mod archive_data;
 mod cluster;
+mod db_properties;
 mod error;
 pub mod logical;
 pub mod physical;

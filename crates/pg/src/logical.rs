@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use cfdr_storage::{BackupId, CheckKind, CheckRecord, EncodeOptions, Manifest, Repository};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 
 use crate::admin;
+pub use crate::admin::DatabaseLocale;
+use crate::db_properties;
 use crate::error::{Error, Result};
 use crate::restore_stream::Load;
 use crate::target::PgTarget;
@@ -86,6 +88,11 @@ pub struct LogicalDetails {
     /// Extensions installed in the source database.
     #[serde(default)]
     pub extensions: Vec<String>,
+    /// The source database's encoding and locale, which a restore gives
+    /// its new database. Absent in backups made before cfdr recorded it:
+    /// those restore with the server's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<DatabaseLocale>,
 }
 
 impl LogicalDetails {
@@ -130,7 +137,12 @@ pub async fn backup(
     let tables = admin::user_tables(&mut conn, target).await?;
     let row_counts = admin::row_counts(&mut conn, target, &opts.watched_tables).await?;
     let extensions = admin::installed_extensions(&mut conn, target).await?;
+    let locale = admin::database_locale(&mut conn, target).await?;
 
+    // A custom-format archive always carries the database's own entries
+    // (owner, comment, privileges, per-database and per-role settings),
+    // as `pg_dump --create` writes them; restore applies them to its new
+    // database (crate::db_properties).
     let mut cmd = bin.command("pg_dump", false)?;
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
@@ -146,6 +158,9 @@ pub async fn backup(
     let stored = writer.put_encoded(&name, source, encode).await;
     // The snapshot must stay open until pg_dump is done; end it either way.
     let _ = conn.execute("ROLLBACK").await;
+    // Closed now, not whenever the server notices: a swap right after a
+    // backup counts the sessions on the live database.
+    let _ = conn.close().await;
     if let Err(e) = stored {
         return Err(match e {
             cfdr_storage::Error::Source { source, .. } => {
@@ -161,6 +176,7 @@ pub async fn backup(
         tables,
         row_counts,
         extensions,
+        locale: Some(locale),
     };
     let serde_json::Value::Object(map) = serde_json::to_value(&details).unwrap_or_default() else {
         unreachable!("LogicalDetails serializes to an object")
@@ -302,13 +318,39 @@ pub struct RestoreReport {
     pub extensions: Vec<String>,
 }
 
-/// `20261125T231500.123Z-logical-ab12` -> `20261125t231500_ab12` (fits in
-/// PostgreSQL's 63-byte names with the database name in front).
+/// `20261125T231500.123Z-logical-ab12` -> `20261125t231500_ab12`: the
+/// unique part of the names cfdr gives databases.
 pub fn short_id(id: &BackupId) -> String {
     let s = id.as_str();
     let time: String = s.split('.').next().unwrap_or(s).to_ascii_lowercase();
     let suffix = s.rsplit('-').next().unwrap_or_default();
     format!("{time}_{suffix}")
+}
+
+/// `<db>_<role>_<short id>`, with `<db>` cut (at a character boundary) so
+/// the whole fits PostgreSQL's 63 bytes: the server would otherwise cut
+/// the unique end off.
+fn fitted_name(db: &str, role: &str, id: &BackupId) -> String {
+    let tail = format!("_{role}_{}", short_id(id));
+    let mut keep = db
+        .len()
+        .min(admin::MAX_NAME_BYTES.saturating_sub(tail.len()));
+    while !db.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{tail}", &db[..keep])
+}
+
+/// The database a restore of backup `id` of `db` creates by default:
+/// `<db>_restore_<short id>`, `<db>` shortened to fit 63 bytes.
+pub fn restore_name(db: &str, id: &BackupId) -> String {
+    fitted_name(db, "restore", id)
+}
+
+/// The name the live database `db` keeps after a swap to backup `id`:
+/// `<db>_before_<short id>`, `<db>` shortened to fit 63 bytes.
+pub fn before_name(db: &str, id: &BackupId) -> String {
+    fitted_name(db, "before", id)
 }
 
 /// Restores `manifest` into a new database on the server of `server`, verifies
@@ -331,12 +373,33 @@ pub async fn restore(
     let target_db = req
         .target_db
         .clone()
-        .unwrap_or_else(|| format!("{live}_restore_{}", short_id(&manifest.id)));
+        .unwrap_or_else(|| restore_name(&live, &manifest.id));
     let mut steps = Steps::new(&mut on_step);
 
     let t = Instant::now();
-    admin::create_database(server, &target_db).await?;
-    steps.done(format!("create database {target_db}"), t);
+    admin::check_name(&target_db)?;
+    if req.swap {
+        // Refused now rather than at the rename after a whole restore.
+        before_free(server, &live, &target_db, &manifest.id).await?;
+    }
+    // Read before anything is created: a dump whose table of contents
+    // cannot be read leaves nothing to clean up.
+    let object = manifest.objects.first().ok_or_else(|| Error::NoBackup {
+        what: format!("object in {}", manifest.id),
+    })?;
+    let properties = db_properties::read(repo.store(), object, req.identities.clone()).await?;
+    admin::create_database_like(server, &target_db, details.locale.as_ref()).await?;
+    steps.done(
+        format!(
+            "create database {target_db} ({})",
+            details
+                .locale
+                .as_ref()
+                .map_or("server's default encoding and locale".into(), |l| l
+                    .to_string())
+        ),
+        t,
+    );
 
     let restored = server.with_database(&target_db);
     let outcome = async {
@@ -369,6 +432,12 @@ pub async fn restore(
         let t = Instant::now();
         check(&restored, manifest, &details, opts).await?;
         steps.done("verify tables and row counts".into(), t);
+        // Last, once loaded and verified: settings such as
+        // default_transaction_read_only or a connection limit would get in
+        // the way of the restore sessions.
+        let t = Instant::now();
+        properties.apply(server, &target_db).await?;
+        steps.done(format!("database properties ({})", properties.summary()), t);
         Ok::<_, Error>(ext)
     }
     .await;
@@ -387,32 +456,17 @@ pub async fn restore(
     let mut database = target_db.clone();
     if req.swap {
         let t = Instant::now();
-        run_hook("before_restore", opts.before_restore.as_deref()).await?;
-        let before = format!("{live}_before_{}", short_id(&manifest.id));
-        let sessions = admin::sessions_on(server, &live).await?;
-        if sessions > 0 {
-            return Err(Error::Swap {
-                live,
-                restored: target_db,
-                reason: format!(
-                    "{sessions} sessions are connected to it; stop the applications (before_restore hook) and retry with --target-db {database}"
-                ),
-            });
-        }
-        if admin::database_exists(server, &live).await? {
-            admin::rename_database(server, &live, &before).await?;
-            previous = Some(before);
-        }
-        admin::rename_database(server, &target_db, &live).await?;
+        previous = swap(
+            server,
+            manifest,
+            &live,
+            &target_db,
+            req.target_db.is_some(),
+            opts,
+        )
+        .await?;
         database = live.clone();
-        run_hook("after_restore", opts.after_restore.as_deref()).await?;
-        steps.done(
-            format!(
-                "swap: {database} is live, previous kept as {}",
-                previous.as_deref().unwrap_or("-")
-            ),
-            t,
-        );
+        steps.done(swapped_step(&live, previous.as_deref()), t);
     }
     Ok(RestoreReport {
         id: manifest.id.clone(),
@@ -422,6 +476,156 @@ pub async fn restore(
         total: started.elapsed(),
         extensions,
     })
+}
+
+/// Makes a database restored earlier from `manifest` the live one, as
+/// `--swap` would have: for a swap that was refused (sessions were
+/// connected) after the restore and its verification. The tables and
+/// watched row counts are checked against the manifest again first.
+/// `target_db`: the restored database (default `<db>_restore_<id>`).
+pub async fn swap_restored(
+    server: &PgTarget,
+    manifest: &Manifest,
+    opts: &LogicalOptions,
+    target_db: Option<&str>,
+    mut on_step: impl FnMut(&Step),
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let server = &server.with_database("postgres");
+    let details = LogicalDetails::of(manifest)?;
+    let live = details.database.clone();
+    let restored = target_db.map_or_else(|| restore_name(&live, &manifest.id), str::to_owned);
+    admin::check_name(&restored)?;
+    let refuse = |reason: String| Error::Swap {
+        live: live.clone(),
+        restored: restored.clone(),
+        reason,
+    };
+    if restored == live {
+        return Err(refuse(
+            "that is the live database itself; name the restored one with --target-db".into(),
+        ));
+    }
+    if !admin::database_exists(server, &restored).await? {
+        return Err(refuse(format!(
+            "there is no database {restored}: restore backup {} first (cfdr-restore logical {} --swap)",
+            manifest.id, manifest.id
+        )));
+    }
+    let mut steps = Steps::new(&mut on_step);
+    let t = Instant::now();
+    check(&server.with_database(&restored), manifest, &details, opts).await?;
+    steps.done(format!("verify tables and row counts of {restored}"), t);
+    let t = Instant::now();
+    let previous = swap(
+        server,
+        manifest,
+        &live,
+        &restored,
+        target_db.is_some(),
+        opts,
+    )
+    .await?;
+    steps.done(swapped_step(&live, previous.as_deref()), t);
+    Ok(RestoreReport {
+        id: manifest.id.clone(),
+        database: live,
+        previous,
+        steps: steps.into_vec(),
+        total: started.elapsed(),
+        extensions: Vec::new(),
+    })
+}
+
+fn swapped_step(live: &str, previous: Option<&str>) -> String {
+    format!(
+        "swap: {live} is live, previous kept as {}",
+        previous.unwrap_or("-")
+    )
+}
+
+/// Renames `live` to `<live>_before_<id>` and `restored` to `live`, between
+/// the hooks; the previous name when there was a live database.
+/// `named`: the restored database was named by --target-db (the retry
+/// advice then names it too).
+async fn swap(
+    server: &PgTarget,
+    manifest: &Manifest,
+    live: &str,
+    restored: &str,
+    named: bool,
+    opts: &LogicalOptions,
+) -> Result<Option<String>> {
+    let refuse = |reason: String| Error::Swap {
+        live: live.to_owned(),
+        restored: restored.to_owned(),
+        reason,
+    };
+    // Checked before the hook stops anything.
+    let before = before_free(server, live, restored, &manifest.id).await?;
+    run_hook("before_restore", opts.before_restore.as_deref()).await?;
+    let sessions = admin::sessions_on(server, live).await?;
+    if sessions > 0 {
+        let target = if named {
+            format!(" --target-db {}", shell_word(restored))
+        } else {
+            String::new()
+        };
+        return Err(refuse(format!(
+            "{sessions} sessions are connected to it. {restored} stays restored and verified: stop the applications (before_restore hook) and swap it in without restoring again with `cfdr-restore logical {} --swap-only{target}`",
+            manifest.id
+        )));
+    }
+    let mut previous = None;
+    if admin::database_exists(server, live).await? {
+        admin::rename_database(server, live, &before).await?;
+        previous = Some(before);
+    }
+    if let Err(e) = admin::rename_database(server, restored, live).await {
+        // Put the live database back under its name.
+        if let Some(before) = &previous
+            && let Err(back) = admin::rename_database(server, before, live).await
+        {
+            tracing::error!(error = %back, "renaming {before} back to {live} failed: rename it by hand");
+        }
+        return Err(e);
+    }
+    run_hook("after_restore", opts.after_restore.as_deref()).await?;
+    Ok(previous)
+}
+
+/// The name the live database will keep, refused when a database has it
+/// already (a leftover of an earlier swap to the same backup): the rename
+/// would fail.
+async fn before_free(
+    server: &PgTarget,
+    live: &str,
+    restored: &str,
+    id: &BackupId,
+) -> Result<String> {
+    let before = before_name(live, id);
+    if admin::database_exists(server, &before).await? {
+        return Err(Error::Swap {
+            live: live.to_owned(),
+            restored: restored.to_owned(),
+            reason: format!(
+                "{before} (where the live database would be kept) exists already; rename or drop it, then run the swap again"
+            ),
+        });
+    }
+    Ok(before)
+}
+
+/// `name` as one shell word in printed advice.
+fn shell_word(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        name.to_owned()
+    } else {
+        format!("'{}'", name.replace('\'', "'\\''"))
+    }
 }
 
 async fn load_dump(
@@ -465,6 +669,9 @@ async fn check(
         .map(|t| format!("table {t} missing"))
         .collect();
     let counts = admin::row_counts(&mut conn, restored, &opts.watched_tables).await?;
+    // Closed before returning: a swap renames this database next, which
+    // the server refuses while a session is still on it.
+    let _ = conn.close().await;
     for (table, want) in &details.row_counts {
         match counts.get(table) {
             Some(got) if got == want => {}
@@ -535,7 +742,7 @@ pub async fn restore_test(
     opts: &LogicalOptions,
     identities: Option<Arc<cfdr_secrets::Identities>>,
 ) -> Result<RestoreTest> {
-    let scratch = format!("cfdr_verify_{}", short_id(&manifest.id));
+    let scratch = fitted_name("cfdr", "verify", &manifest.id);
     let server = &server.with_database("postgres");
     let req = RestoreRequest {
         target_db: Some(scratch.clone()),
@@ -593,5 +800,41 @@ impl RestoreTest {
                 Some(why) => format!("failed after [{}]: {why}", self.passed.join(", ")),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn default_names_fit_63_bytes_and_keep_the_unique_part() {
+        let id = BackupId::parse("20261125T231500.123Z-logical-ab12").unwrap();
+        assert_eq!(
+            restore_name("cryptofunk", &id),
+            "cryptofunk_restore_20261125t231500_ab12"
+        );
+        assert_eq!(
+            before_name("cryptofunk", &id),
+            "cryptofunk_before_20261125t231500_ab12"
+        );
+        // 63 bytes of source name, and one with a two-byte character
+        // across the cut.
+        for db in [
+            "d".repeat(63),
+            format!("{}é{}", "d".repeat(33), "x".repeat(20)),
+        ] {
+            for name in [restore_name(&db, &id), before_name(&db, &id)] {
+                assert!(name.len() <= 63, "{name} is {} bytes", name.len());
+                assert!(name.ends_with("_20261125t231500_ab12"), "{name}");
+                assert!(name.starts_with("ddd"), "{name}");
+            }
+        }
+        assert_eq!(
+            restore_name(&format!("{}é", "d".repeat(33)), &id).len(),
+            62,
+            "the cut does not split a character"
+        );
     }
 }

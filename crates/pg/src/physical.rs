@@ -356,34 +356,62 @@ impl RecoveryTarget {
 }
 
 /// The `restore_command` a PITR restore writes: `cfdr-wal` (at `wal_exe`)
-/// with the same config file and repository flags, fetching ahead `prefetch`
-/// segments into `spool` when `prefetch` > 0. Credentials stay in the
-/// server's environment, never in the command.
+/// with the same config file and the repository the restore read
+/// (`repository`: its URL or path, `None` for the default `./cfdr-repo`),
+/// fetching ahead `prefetch` segments into `spool` when `prefetch` > 0.
+///
+/// The server runs the command inside the new data directory, so a local
+/// repository is written as its absolute path, resolved against this
+/// process's working directory as the restore itself resolved it (a
+/// relative path would name a folder inside the data directory). Paths are
+/// quoted for the shell and `%` is doubled, so any path works. Credentials
+/// stay in the server's environment, never in the command.
 pub fn fetch_command(
     wal_exe: &Path,
     config: Option<&Path>,
     repository: Option<&str>,
     spool: &Path,
     prefetch: u32,
-) -> String {
+) -> Result<String> {
+    let word = |s: &str| sh_quote(&s.replace('%', "%%"));
+    let path = |p: &Path| word(&p.display().to_string());
+    let raw = repository.unwrap_or(cfdr_storage::DEFAULT_REPOSITORY);
+    let location = cfdr_storage::Location::parse(raw)?;
+    let repository = match location.kind {
+        cfdr_storage::BackendKind::Fs => location.bucket,
+        _ => raw.trim().to_owned(),
+    };
     let mut cmd = String::new();
     if prefetch > 0 {
-        cmd.push_str(&format!("CFDR_WAL_SPOOL={} ", spool.display()));
+        cmd.push_str(&format!("CFDR_WAL_SPOOL={} ", path(spool)));
     }
-    cmd.push_str(&wal_exe.display().to_string());
+    cmd.push_str(&path(wal_exe));
     if let Some(config) = config {
-        cmd.push_str(&format!(" --config {}", config.display()));
+        cmd.push_str(&format!(" --config {}", path(config)));
     }
-    if let Some(url) = repository {
-        cmd.push_str(&format!(" -r {url}"));
-    }
+    cmd.push_str(&format!(" -r {}", word(&repository)));
     if prefetch > 0 {
         cmd.push_str(&format!(" fetch --prefetch {prefetch} %f %p"));
     } else {
         cmd.push_str(" fetch %f %p");
     }
-    cmd
+    Ok(cmd)
 }
+
+/// `s` as one shell word: as is when it holds only safe characters,
+/// single-quoted otherwise.
+pub fn sh_quote(s: &str) -> String {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"/._-:=@+,%".contains(&b);
+    if !s.is_empty() && s.bytes().all(safe) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Where a started PITR server logs, inside the restored data directory
+/// (a place cfdr created and the server's user owns).
+pub const PITR_LOG: &str = "log/cfdr-pitr.log";
 
 /// Picks the base backup to restore for `target`: the newest that ended
 /// before it (any, for targets that cannot be placed in time).
@@ -400,12 +428,15 @@ pub async fn choose_backup(
             reason: format!("it is in the future (now is {now}); give a past time or --latest"),
         });
     }
+    let mut ids = repo.backup_ids().await?;
+    ids.retain(|id| id.kind() == KIND);
+    let catalog = repo.catalog_of(&ids).await?;
+    // An older base backup replays more WAL to the same target.
+    for d in &catalog.damaged {
+        tracing::warn!("skipping {d}");
+    }
     let mut chosen = None;
-    for id in repo.backup_ids().await? {
-        if id.kind() != KIND {
-            continue;
-        }
-        let m = repo.manifest(&id).await?;
+    for m in catalog.backups {
         let fits = match target {
             RecoveryTarget::Time(t) => m.finished <= *t,
             RecoveryTarget::Lsn(l) => PhysicalDetails::of(&m)?.wal.stop <= *l,
@@ -451,6 +482,11 @@ pub struct PitrRequest {
 /// What a PITR restore did.
 #[derive(Debug)]
 pub struct PitrReport {
+    /// The started server's log (when started).
+    pub log_file: Option<PathBuf>,
+    /// The command that stops the started server, which keeps running
+    /// after the restore (when started).
+    pub stop_command: Option<String>,
     /// The base backup restored.
     pub backup: Manifest,
     /// Steps with their durations.
@@ -494,6 +530,12 @@ pub async fn pitr(
 
     let t = Instant::now();
     write_recovery_settings(&req.data_dir, &req.target, &req.restore_command)?;
+    let log_file = req.data_dir.join(PITR_LOG);
+    if req.start
+        && let Some(dir) = log_file.parent()
+    {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
     chown_tree(&req.data_dir)?;
     if let Some(spool) = &req.prefetch_spool {
         std::fs::create_dir_all(spool)
@@ -506,6 +548,8 @@ pub async fn pitr(
     );
 
     let mut report = PitrReport {
+        log_file: None,
+        stop_command: None,
         backup,
         steps: Vec::new(),
         total: Duration::ZERO,
@@ -516,41 +560,85 @@ pub async fn pitr(
     };
     if req.start {
         let t = Instant::now();
-        let bin = PgBin::locate(req.bin_dir.as_deref(), Some(details.pg_major)).await?;
-        let mut cluster = LocalCluster::existing(&bin, &req.data_dir, &req.data_dir)?;
-        let archive_mode = if req.archive { "on" } else { "off" };
-        cluster
-            .start(&[("fsync", "on"), ("archive_mode", archive_mode)])
-            .await?;
-        let server = cluster.target("postgres");
-        wait_for_promotion(&server, &req.data_dir, req.rto).await?;
-        steps.done("replay WAL and promote".into(), t);
-        let mut conn = server.connect().await?;
-        let row = sqlx::query(
-            "SELECT pg_current_wal_lsn()::text,
-                    (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| Error::Query {
-            what: "reading the recovered position".into(),
-            database: "postgres".into(),
-            reason: e.to_string(),
-        })?;
-        report.reached_lsn = row.get::<String, _>(0).parse().ok();
-        report.last_replayed = row
-            .get::<Option<i64>, _>(1)
-            .and_then(|us| Timestamp::from_microsecond(us).ok());
-        report.timeline = Some(crate::replica::current_timeline(&server).await?);
-        report.cluster = Some(cluster);
+        let recovered = recover(req, details.pg_major, &log_file).await;
         if let Some(spool) = &req.prefetch_spool {
-            // Recovery is over: prefetched segments are of no more use.
+            // Recovery is over (or failed): prefetched segments are of no more use.
             let _ = std::fs::remove_dir_all(spool);
         }
+        let recovered = recovered?;
+        steps.done("replay WAL and promote".into(), t);
+        report.reached_lsn = recovered.reached_lsn;
+        report.last_replayed = recovered.last_replayed;
+        report.timeline = Some(recovered.timeline);
+        report.stop_command = Some(stop_command(&recovered.cluster)?);
+        report.cluster = Some(recovered.cluster);
+        report.log_file = Some(log_file);
     }
     report.steps = steps.into_vec();
     report.total = started.elapsed();
     Ok(report)
+}
+
+/// A started server that reached its recovery target and promoted.
+struct Recovered {
+    cluster: LocalCluster,
+    reached_lsn: Option<Lsn>,
+    last_replayed: Option<Timestamp>,
+    timeline: u32,
+}
+
+/// Starts the server on the restored directory (logging to `log_file`),
+/// waits for it to promote and reads where it got. On failure the server
+/// is stopped (the handle is dropped) and the directory stays for
+/// inspection.
+async fn recover(req: &PitrRequest, pg_major: u32, log_file: &Path) -> Result<Recovered> {
+    let bin = PgBin::locate(req.bin_dir.as_deref(), Some(pg_major)).await?;
+    let mut cluster = LocalCluster::existing(&bin, &req.data_dir, &req.data_dir)?;
+    cluster.log_file = log_file.to_owned();
+    let archive_mode = if req.archive { "on" } else { "off" };
+    let settings = [("fsync", "on"), ("archive_mode", archive_mode)];
+    if let Err(e) = cluster.start(&settings).await {
+        // Recovery can end before the server ever accepts connections.
+        let log = std::fs::read_to_string(log_file).unwrap_or_default();
+        return Err(unreached_target(&log, &req.target).unwrap_or(e));
+    }
+    let server = cluster.target("postgres");
+    wait_for_promotion(&server, &req.data_dir, log_file, &req.target, req.rto).await?;
+    let mut conn = server.connect().await?;
+    let row = sqlx::query(
+        "SELECT pg_current_wal_lsn()::text,
+                (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| Error::Query {
+        what: "reading the recovered position".into(),
+        database: "postgres".into(),
+        reason: e.to_string(),
+    })?;
+    let timeline = crate::replica::current_timeline(&server).await?;
+    Ok(Recovered {
+        reached_lsn: row.get::<String, _>(0).parse().ok(),
+        last_replayed: row
+            .get::<Option<i64>, _>(1)
+            .and_then(|us| Timestamp::from_microsecond(us).ok()),
+        timeline,
+        cluster,
+    })
+}
+
+/// The command that stops `cluster` (as the server's user when root).
+fn stop_command(cluster: &LocalCluster) -> Result<String> {
+    let as_user = if crate::tools::server_user()?.is_some() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    Ok(format!(
+        "{as_user}{} -D {} -m fast stop",
+        sh_quote(&cluster.bin().path("pg_ctl").display().to_string()),
+        sh_quote(&cluster.data_dir.display().to_string())
+    ))
 }
 
 fn prepare_data_dir(dir: &Path, force: bool) -> Result<()> {
@@ -655,7 +743,13 @@ fn write_recovery_settings(
     std::fs::write(dir.join("recovery.signal"), "").map_err(Error::io("writing recovery.signal"))
 }
 
-async fn wait_for_promotion(server: &PgTarget, dir: &Path, limit: Duration) -> Result<()> {
+async fn wait_for_promotion(
+    server: &PgTarget,
+    dir: &Path,
+    log_file: &Path,
+    target: &RecoveryTarget,
+    limit: Duration,
+) -> Result<()> {
     let started = Instant::now();
     loop {
         let in_recovery = match server.connect().await {
@@ -672,7 +766,10 @@ async fn wait_for_promotion(server: &PgTarget, dir: &Path, limit: Duration) -> R
         // recovery cannot reach) will not promote: say why at once.
         let stopped = !dir.join("postmaster.pid").exists();
         if stopped || started.elapsed() > limit {
-            let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
+            let log = std::fs::read_to_string(log_file).unwrap_or_default();
+            if stopped && let Some(e) = unreached_target(&log, target) {
+                return Err(e);
+            }
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
             let why = if stopped {
                 "the server stopped during recovery".to_owned()
@@ -683,13 +780,39 @@ async fn wait_for_promotion(server: &PgTarget, dir: &Path, limit: Duration) -> R
                 action: "recovery",
                 data_dir: dir.to_owned(),
                 detail: format!(
-                    "{why}; server log: {}",
+                    "{why}; server log {}: {}",
+                    log_file.display(),
                     tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                 ),
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The error for a target after the end of the archived WAL, read from the
+/// server log (PostgreSQL stops with "recovery ended before configured
+/// recovery target was reached"), naming the last replayed commit.
+fn unreached_target(log: &str, target: &RecoveryTarget) -> Option<Error> {
+    if !log.contains("recovery ended before configured recovery target was reached") {
+        return None;
+    }
+    let last = log
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split("last completed transaction was at log time ")
+                .nth(1)
+        })
+        .map(|t| format!(" (the last archived commit is at {})", t.trim()))
+        .unwrap_or_default();
+    Some(Error::PitrTarget {
+        target: target.to_string(),
+        reason: format!(
+            "the archived WAL ends before it{last}: restore again with --latest to \
+             recover everything archived, or give an earlier target"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -732,13 +855,66 @@ mod tests {
             Some("s3://backups/cf"),
             Path::new("/srv/pitr.wal-spool"),
             4,
-        );
+        )
+        .unwrap();
         assert_eq!(
             cmd,
             "CFDR_WAL_SPOOL=/srv/pitr.wal-spool /usr/bin/cfdr-wal --config /etc/cfdr/cfdr.toml -r s3://backups/cf fetch --prefetch 4 %f %p"
         );
-        let cmd = fetch_command(Path::new("cfdr-wal"), None, None, Path::new("x"), 0);
-        assert_eq!(cmd, "cfdr-wal fetch %f %p");
+    }
+
+    #[test]
+    fn fetch_command_names_a_local_repository_by_its_absolute_path() {
+        let cwd = std::env::current_dir().unwrap();
+        let exe = Path::new("/usr/bin/cfdr-wal");
+        // The default ./cfdr-repo, a relative path and a relative file URL
+        // resolve against the working directory, never the data directory.
+        for (given, expected) in [
+            (None, cwd.join("cfdr-repo")),
+            (Some("repo"), cwd.join("repo")),
+            (Some("./backups/../repo"), cwd.join("backups/../repo")),
+            (Some("/srv/cfdr"), PathBuf::from("/srv/cfdr")),
+            (Some("file:///srv/cfdr"), PathBuf::from("/srv/cfdr")),
+        ] {
+            let cmd = fetch_command(exe, None, given, Path::new("/x"), 0).unwrap();
+            assert_eq!(
+                cmd,
+                format!(
+                    "/usr/bin/cfdr-wal -r {} fetch %f %p",
+                    sh_quote(&expected.display().to_string())
+                ),
+                "{given:?}"
+            );
+        }
+        // Spaces, quotes and % survive the shell and PostgreSQL's escapes.
+        let cmd = fetch_command(
+            exe,
+            Some(Path::new("/etc/my cfdr/it's.toml")),
+            Some("/srv/100% backups"),
+            Path::new("/x"),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            cmd,
+            r"/usr/bin/cfdr-wal --config '/etc/my cfdr/it'\''s.toml' -r '/srv/100%% backups' fetch %f %p"
+        );
+    }
+
+    #[test]
+    fn a_target_after_the_archive_names_the_last_commit_and_the_way_out() {
+        let log = "LOG:  redo done at 0/3000148 system usage: CPU: user: 0.00 s\n\
+                   LOG:  last completed transaction was at log time 2026-11-06 14:29:59.123456+00\n\
+                   FATAL:  recovery ended before configured recovery target was reached\n";
+        let target = RecoveryTarget::Time("2026-11-06T15:00:00Z".parse().unwrap());
+        let err = unreached_target(log, &target).unwrap().to_string();
+        assert!(
+            err.contains("the last archived commit is at 2026-11-06 14:29:59.123456+00")
+                && err.contains("--latest")
+                && err.contains("earlier target"),
+            "{err}"
+        );
+        assert!(unreached_target("FATAL: could not open file", &target).is_none());
     }
 
     #[test]

@@ -25,10 +25,20 @@
 //!
 //! Rows of a table larger than one slice are loaded in an interleaved
 //! physical order; the rows themselves are identical.
+//!
+//! A failure anywhere ends the pass at once, so the caller can drop the
+//! half-restored database: a failed part closes what it reads from and
+//! writes to, and each neighbour stops on the closed end (no part waits on
+//! one that has given up). Damage usually shows first as a symptom (COPY
+//! rejects a byte sequence, a key is duplicated, pg_restore cannot read
+//! its input); the object is then still read to its end, discarding, and
+//! a failed size or checksum check is the error, naming the object.
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -41,6 +51,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::CancellationToken;
 
 use crate::archive_data::{self, Event, ReadError, SLICE};
 use crate::error::{Error, Result};
@@ -141,59 +152,62 @@ impl Load<'_> {
         Ok(cmd)
     }
 
-    /// One `pg_restore -d` over the stream. `whole`: the pass must see the
+    /// One `pg_restore -d` over the stream. `whole`: the pass reads the
     /// whole object, so its checksum is verified even when pg_restore stops
     /// reading before the end.
     async fn pg_restore_pass(&self, args: &[&str], whole: bool) -> Result<()> {
         let mut cmd = self.pg_restore(args)?;
         cmd.arg("--dbname").arg(&self.target.database);
-        let (ended_early, _) = self.run_fed(cmd).await?;
-        if ended_early && whole {
-            self.verify().await?;
-        }
+        self.run_fed(cmd, whole).await?;
         Ok(())
     }
 
-    /// Runs a pg_restore reading the object on its stdin; (whether it
-    /// stopped reading before the end, its output) once it succeeded.
-    async fn run_fed(&self, mut cmd: Command) -> Result<(bool, std::process::Output)> {
+    /// Runs a pg_restore reading the object on its stdin ([`Self::feed`]
+    /// with `whole`); its output once it succeeded. When it fails, a damaged
+    /// object is the error: what pg_restore says of damage (an invalid byte
+    /// sequence, a bad row) is only its symptom.
+    async fn run_fed(&self, mut cmd: Command, whole: bool) -> Result<std::process::Output> {
         let mut child = cmd.spawn().map_err(Error::io("cannot start pg_restore"))?;
         let stdin = child.stdin.take();
-        let (fed, out) = tokio::join!(self.feed(stdin), child.wait_with_output());
+        let (fed, out) = tokio::join!(self.feed(stdin, whole), child.wait_with_output());
+        let checked = fed?;
         let out = out.map_err(Error::io("waiting for pg_restore"))?;
-        let ended_early = fed?;
-        failed_tool("pg_restore", &out)?;
-        Ok((ended_early, out))
+        if let Err(e) = failed_tool("pg_restore", &out) {
+            if !checked {
+                self.verify().await?;
+            }
+            return Err(e);
+        }
+        Ok(out)
     }
 
-    /// Decodes the object into `sink`; Ok(true) when the reader closed the
-    /// pipe before the end (normal for the passes that read only the
-    /// table of contents).
-    async fn feed(
+    /// Decodes the object into `sink`; Ok(true) when the whole object was
+    /// read, so its size and checksum were verified. When the reader closes
+    /// the pipe before the end (normal for the passes that read only the
+    /// table of contents, or a failed reader) the download stops there,
+    /// unless `whole`: then the rest is read and discarded, so damage is
+    /// still found and reported as such.
+    async fn feed<W: AsyncWrite + Unpin>(
         &self,
-        sink: Option<tokio::process::ChildStdin>,
+        sink: Option<W>,
+        whole: bool,
     ) -> std::result::Result<bool, cfdr_storage::Error> {
-        let Some(mut sink) = sink else {
-            return Ok(true);
+        let mut sink = UntilClosed {
+            inner: sink,
+            drain: whole,
         };
         let r = decode_to(self.store, self.object, self.identities.clone(), &mut sink).await;
         drop(sink);
         match r {
-            Ok(_) => Ok(false),
-            Err(cfdr_storage::Error::Sink { .. }) => Ok(true),
+            Ok(_) => Ok(true),
+            Err(cfdr_storage::Error::Sink { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     /// Reads and checks the whole object without restoring it.
     async fn verify(&self) -> Result<()> {
-        decode_to(
-            self.store,
-            self.object,
-            self.identities.clone(),
-            &mut tokio::io::sink(),
-        )
-        .await?;
+        self.feed(None::<tokio::io::Sink>, true).await?;
         Ok(())
     }
 
@@ -202,7 +216,7 @@ impl Load<'_> {
     async fn script(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.pg_restore(args)?;
         cmd.arg("--file=-").stdout(Stdio::piped());
-        let (_, out) = self.run_fed(cmd).await?;
+        let out = self.run_fed(cmd, false).await?;
         String::from_utf8(out.stdout)
             .map_err(|_| Error::Config("pg_restore's script is not UTF-8".into()))
     }
@@ -212,97 +226,115 @@ impl Load<'_> {
     /// once its rows are in. Ok(None) when the archive is not one this
     /// reader takes (nothing was restored): the caller uses pg_restore's
     /// script.
+    ///
+    /// Four parts run at once: the download and decoder (feed), the archive
+    /// reader (a blocking thread), the copy sessions (load) and the early
+    /// builds. The first of the last three to fail ends the other two (the
+    /// reader stops when the load drops its channel); the download goes on
+    /// to the end, discarding, so a damaged object is reported as such
+    /// rather than by its symptom in a session.
     async fn data_in_process(&self, header: &str, post_data: &str) -> Result<Option<InProcess>> {
-        let (mut writer, reader) = tokio::io::duplex(SLICE);
-        let (tx, mut rx) = mpsc::channel(QUEUE * self.jobs.max(1) as usize);
+        let (writer, reader) = tokio::io::duplex(SLICE);
+        let (tx, rx) = mpsc::channel(QUEUE * self.jobs.max(1) as usize);
         let parser = tokio::task::spawn_blocking(move || {
             let src = std::io::BufReader::with_capacity(1 << 18, SyncIoBridge::new(reader));
             archive_data::read(src, tx)
         });
+        // Set when pg_restore's script takes over: no need to read on.
+        let not_ours = CancellationToken::new();
         let feed = async {
-            let r = decode_to(
-                self.store,
-                self.object,
-                self.identities.clone(),
-                &mut writer,
-            )
-            .await;
-            drop(writer);
-            r
+            tokio::select! {
+                fed = self.feed(Some(writer), true) => fed.map(|_| ()),
+                () = not_ours.cancelled() => Ok(()),
+            }
+        };
+        let parse = async {
+            let read = parser
+                .await
+                .map_err(|e| Error::Config(format!("the dump reader failed: {e}")))?;
+            match read {
+                // Stopped: the load failed, and says why.
+                Ok(()) | Err(ReadError::Stopped) => Ok(None),
+                Err(ReadError::Unsupported(reason)) => {
+                    not_ours.cancel();
+                    Ok(Some(reason))
+                }
+                Err(ReadError::Broken(reason)) => Err(Error::Archive(reason)),
+                Err(ReadError::Io(e)) => Err(Error::Archive(e.to_string())),
+            }
         };
         let (early_tx, early_rx) = mpsc::unbounded_channel();
-        let load = async {
-            let Some(Event::Toc { tables, others }) = rx.recv().await else {
-                return Ok::<_, Error>(None);
-            };
-            let targets: HashSet<&str> = tables.iter().filter_map(|s| copy_target(s)).collect();
-            let mut plan = Plan::new(post_data, |t| targets.contains(t));
-            let mut pool: Option<CopyPool> = None;
-            while let Some(event) = rx.recv().await {
-                match (event, pool.as_mut()) {
-                    (Event::Rows { statement, rows }, Some(pool)) => {
-                        pool.deal(statement, rows).await?
-                    }
-                    (Event::Rows { statement, rows }, None) => {
-                        let mut opened =
-                            CopyPool::open(self.target, self.settings, header, self.jobs).await?;
-                        opened.deal(statement, rows).await?;
-                        pool = Some(opened);
-                    }
-                    (Event::End { statement }, pool) => {
-                        if let Some(pool) = pool {
-                            pool.end_table().await?;
-                        }
-                        let entries = copy_target(&statement).and_then(|t| plan.early.remove(t));
-                        if let Some(entries) = entries {
-                            // A failed early build reports itself below.
-                            let _ = early_tx.send(entries);
-                        }
-                    }
-                    (Event::Toc { .. }, _) => {}
-                }
-            }
-            drop(early_tx);
-            if let Some(pool) = pool {
-                pool.close().await?;
-            }
-            // Every loaded table ended, or the reader reports the archive
-            // as damaged (which the caller returns): nothing is left early.
-            Ok(Some((others, plan.rest)))
+        let work = async {
+            // try_join drops the others at the first error: the load owns
+            // the receiver, so the reader is told to stop too.
+            tokio::try_join!(
+                parse,
+                self.load(rx, early_tx, header, post_data),
+                self.build_early(header, early_rx)
+            )
         };
-        let (fed, loaded, built_early) =
-            tokio::join!(feed, load, self.build_early(header, early_rx));
-        let parsed = parser
-            .await
-            .map_err(|e| Error::Config(format!("the dump reader failed: {e}")))?;
+        let (fed, work) = tokio::join!(feed, work);
         // The cause, when several parts fail: the stored object (checksum,
-        // truncation, key), then the archive's framing, then the sessions.
-        let ended_early = match fed {
-            Ok(_) => false,
-            Err(cfdr_storage::Error::Sink { .. }) => true,
-            Err(e) => return Err(e.into()),
-        };
-        match parsed {
-            Err(ReadError::Unsupported(reason)) => {
-                tracing::info!(%reason, "reading the table data through pg_restore's script");
-                return Ok(None);
-            }
-            Err(ReadError::Broken(reason)) => return Err(Error::Archive(reason)),
-            Err(ReadError::Io(e)) => return Err(Error::Archive(e.to_string())),
-            Ok(()) | Err(ReadError::Stopped) => {}
-        }
-        let Some((others, rest)) = loaded? else {
+        // truncation, key), then the first other part that failed.
+        fed?;
+        let (not_ours, loaded, built_early) = work?;
+        if let Some(reason) = not_ours {
+            tracing::info!(%reason, "reading the table data through pg_restore's script");
             return Ok(None);
-        };
-        let built_early = built_early?;
-        if ended_early {
-            self.verify().await?;
         }
-        Ok(Some(InProcess {
+        Ok(loaded.map(|(others, rest)| InProcess {
             others,
             rest,
             built_early,
         }))
+    }
+
+    /// Deals the rows the archive reader sends out to the copy sessions and
+    /// sends each loaded table's early post-data entries to `early`; (the
+    /// entries left to pg_restore, the rest of the post-data script), or
+    /// None when the reader sent nothing (not an archive it takes).
+    async fn load(
+        &self,
+        mut events: mpsc::Receiver<Event>,
+        early: mpsc::UnboundedSender<Vec<Early>>,
+        header: &str,
+        post_data: &str,
+    ) -> Result<Option<(Vec<i64>, String)>> {
+        let Some(Event::Toc { tables, others }) = events.recv().await else {
+            return Ok(None);
+        };
+        let targets: HashSet<&str> = tables.iter().filter_map(|s| copy_target(s)).collect();
+        let mut plan = Plan::new(post_data, |t| targets.contains(t));
+        let mut pool: Option<CopyPool> = None;
+        while let Some(event) = events.recv().await {
+            match (event, pool.as_mut()) {
+                (Event::Rows { statement, rows }, Some(pool)) => pool.deal(statement, rows).await?,
+                (Event::Rows { statement, rows }, None) => {
+                    let mut opened =
+                        CopyPool::open(self.target, self.settings, header, self.jobs).await?;
+                    opened.deal(statement, rows).await?;
+                    pool = Some(opened);
+                }
+                (Event::End { statement }, pool) => {
+                    if let Some(pool) = pool {
+                        pool.end_table().await?;
+                    }
+                    let entries = copy_target(&statement).and_then(|t| plan.early.remove(t));
+                    if let Some(entries) = entries {
+                        // A failed early build ends this load with its error.
+                        let _ = early.send(entries);
+                    }
+                }
+                (Event::Toc { .. }, _) => {}
+            }
+        }
+        drop(early);
+        if let Some(pool) = pool {
+            pool.close().await?;
+        }
+        // Every loaded table ended, or the reader reports the archive as
+        // damaged (which ends the restore): nothing is left early.
+        Ok(Some((others, plan.rest)))
     }
 
     /// Runs the early post-data entries of each loaded table, in order, on
@@ -402,7 +434,7 @@ impl Load<'_> {
             }
         };
         let (fed, split, restored, psql) = tokio::join!(
-            self.feed(restore_stdin),
+            self.feed(restore_stdin, true),
             split,
             restore.wait_with_output(),
             psql.wait_with_output()
@@ -411,7 +443,7 @@ impl Load<'_> {
         // truncation, key), then what pg_restore or psql said (a session
         // writing to a dead psql only sees a closed pipe), then the copy
         // sessions (when one fails, pg_restore dies of the closed pipe).
-        let ended_early = fed?;
+        fed?;
         let restored = restored.map_err(Error::io("waiting for pg_restore"))?;
         let psql = psql.map_err(Error::io("waiting for psql"))?;
         use std::os::unix::process::ExitStatusExt;
@@ -421,11 +453,57 @@ impl Load<'_> {
         }
         failed_tool("psql", &psql)?;
         split?;
-        failed_tool("pg_restore", &restored)?;
-        if ended_early {
-            self.verify().await?;
+        failed_tool("pg_restore", &restored)
+    }
+}
+
+/// A sink that passes writes to `inner` until its reader goes away (a
+/// closed pipe: the tool exited, the archive reader stopped). Then it
+/// fails the write, or with `drain` takes and discards the rest, so the
+/// object is still read to its end and its checksum verified.
+struct UntilClosed<W> {
+    inner: Option<W>,
+    drain: bool,
+}
+
+impl<W: AsyncWrite + Unpin> UntilClosed<W> {
+    /// `op` on the inner writer while there is one; `done` once it is gone.
+    fn forward<T>(
+        &mut self,
+        op: impl FnOnce(Pin<&mut W>) -> Poll<std::io::Result<T>>,
+        done: T,
+    ) -> Poll<std::io::Result<T>> {
+        if let Some(inner) = self.inner.as_mut() {
+            match op(Pin::new(inner)) {
+                Poll::Ready(Err(e)) if !self.drain => return Poll::Ready(Err(e)),
+                // The reader is gone: its own result says why.
+                Poll::Ready(Err(_)) => self.inner = None,
+                other => return other,
+            }
         }
-        Ok(())
+        if self.drain {
+            Poll::Ready(Ok(done))
+        } else {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for UntilClosed<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.get_mut().forward(|w| w.poll_write(cx, buf), buf.len())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().forward(|w| w.poll_flush(cx), ())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().forward(|w| w.poll_shutdown(cx), ())
     }
 }
 
@@ -670,13 +748,23 @@ impl CopyPool {
         }
     }
 
-    async fn close(self) -> Result<()> {
-        drop(self.senders);
-        for w in self.workers {
+    async fn close(mut self) -> Result<()> {
+        self.senders.clear();
+        for w in std::mem::take(&mut self.workers) {
             w.await
                 .map_err(|e| Error::Config(format!("a copy session failed: {e}")))??;
         }
         Ok(())
+    }
+}
+
+impl Drop for CopyPool {
+    /// A pool dropped unclosed (another part of the restore failed) ends
+    /// its sessions at once: their uncommitted COPY is rolled back.
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.abort();
+        }
     }
 }
 
@@ -837,6 +925,26 @@ mod tests {
                 .contains("ended inside the data of `COPY public.a"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_closed_reader_fails_the_feed_or_is_drained_past() {
+        for drain in [false, true] {
+            let (writer, reader) = tokio::io::duplex(64);
+            let mut sink = UntilClosed {
+                inner: Some(writer),
+                drain,
+            };
+            sink.write_all(b"first").await.unwrap();
+            drop(reader);
+            let r = sink.write_all(&[7; 4096]).await;
+            assert_eq!(r.is_ok(), drain, "drain {drain}: {r:?}");
+            if drain {
+                assert!(sink.inner.is_none(), "the closed writer is let go");
+                sink.write_all(b"more").await.unwrap();
+                sink.shutdown().await.unwrap();
+            }
+        }
     }
 
     #[test]

@@ -167,12 +167,43 @@ async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
         stop.clone(),
         Duration::from_millis(2),
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backup starts while rows are arriving, and more arrive after its
+    // snapshot: wait for both rather than for a fixed time.
+    let rows_beyond = |floor: i64| {
+        let source = source.clone();
+        move || {
+            let source = source.clone();
+            async move {
+                let mut conn = source.connect().await.map_err(|e| e.to_string())?;
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM trades")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n > floor {
+                    Ok(())
+                } else {
+                    Err(format!("{n} trades"))
+                }
+            }
+        }
+    };
+    cfdr_testing::eventually(
+        "the workload writes",
+        cfdr_testing::PATIENCE,
+        rows_beyond(5_010),
+    )
+    .await;
     let opts = LogicalOptions::default();
     let manifest = logical::backup(&repo, &source, "daily", &opts, &EncodeOptions::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recorded = LogicalDetails::of(&manifest).unwrap().row_counts["trades"];
+    cfdr_testing::eventually(
+        "rows written after the backup's snapshot",
+        cfdr_testing::PATIENCE,
+        rows_beyond(recorded),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let inserted = writer.await.unwrap().unwrap();
     assert!(
@@ -180,7 +211,6 @@ async fn backup_during_writes_is_consistent_and_swap_keeps_the_old_database() {
         "the workload must have been writing ({inserted} rows)"
     );
 
-    let recorded = LogicalDetails::of(&manifest).unwrap().row_counts["trades"];
     assert!(
         recorded > 5_000 && recorded < 5_000 + inserted as i64,
         "snapshot count {recorded}"
@@ -593,4 +623,43 @@ async fn archives_the_reader_does_not_take_restore_through_pg_restore() {
         schema_only(&cluster, &report.database).await,
         schema_only(&cluster, DB).await
     );
+
+    // Damage in such an archive ends the script pass too, as damage.
+    let plain = logical::backup(
+        &repo,
+        &source,
+        "manual",
+        &opts,
+        &EncodeOptions::new(Compression::None),
+    )
+    .await
+    .unwrap();
+    let key = plain.objects[0].key.clone();
+    let mut damaged = repo.store().get(&key).await.unwrap().to_vec();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x80;
+    repo.store().put(&key, damaged).await.unwrap();
+    for jobs in [2, 3] {
+        let req = RestoreRequest {
+            target_db: Some("cryptofunk_damaged_script".into()),
+            jobs,
+            ..Default::default()
+        };
+        let err = tokio::time::timeout(
+            Duration::from_secs(60),
+            logical::restore(&repo, &source, &plain, &opts, &req, |_| {}),
+        )
+        .await
+        .expect("the restore of a damaged archive must end")
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Storage(cfdr_storage::Error::Corrupt { key: k, .. }) if *k == key),
+            "{jobs} jobs: {err}"
+        );
+        assert!(
+            !cfdr_pg::admin::database_exists(&source, "cryptofunk_damaged_script")
+                .await
+                .unwrap()
+        );
+    }
 }

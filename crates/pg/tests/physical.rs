@@ -4,22 +4,10 @@
 //! `cfdr-wal` in bins/cfdr-wal/tests/pitr.rs.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
+use cfdr_pg::LocalCluster;
 use cfdr_pg::physical::{self, PhysicalOptions, PitrRequest, RecoveryTarget};
-use cfdr_pg::{LocalCluster, PgBin};
 use cfdr_storage::{EncodeOptions, Repository, StorageOptions};
-
-async fn bin(test: &str) -> Option<PgBin> {
-    let dir = std::env::var("CFDR_TEST_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into());
-    match PgBin::locate(Some(Path::new(&dir)), None).await {
-        Ok(b) => Some(b),
-        Err(e) => cfdr_testing::missing(
-            &format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"),
-            test,
-        ),
-    }
-}
+use cfdr_testing::pg::pg_bin;
 
 async fn repo() -> Repository {
     let url = format!("memory://physical-{:x}", rand::random::<u64>());
@@ -30,7 +18,7 @@ async fn repo() -> Repository {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_backup_refuses_servers_that_do_not_archive() {
-    let Some(bin) = bin("physical refusals").await else {
+    let Some(bin) = pg_bin("physical refusals").await else {
         return;
     };
     let repo = repo().await;
@@ -106,4 +94,30 @@ async fn pitr_refuses_targets_it_cannot_reach() {
         !dir.path().join("restored").exists(),
         "nothing is created when no backup fits"
     );
+}
+
+/// A damaged manifest of the newest base backup does not stop a PITR: the
+/// older base backup is chosen (it replays more WAL to the same target).
+#[tokio::test]
+async fn a_damaged_base_backup_manifest_falls_back_to_an_older_one() {
+    let repo = repo().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let w = repo.begin_backup(physical::KIND, Some("daily")).unwrap();
+        ids.push(w.commit(Default::default()).await.unwrap().id);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let now = jiff::Timestamp::now();
+    let newest = physical::choose_backup(&repo, &RecoveryTarget::Latest, now)
+        .await
+        .unwrap();
+    assert_eq!(newest.id, ids[1]);
+    repo.store()
+        .put(&ids[1].manifest_key(), "{\"format_version\":1,")
+        .await
+        .unwrap();
+    let chosen = physical::choose_backup(&repo, &RecoveryTarget::Latest, now)
+        .await
+        .unwrap();
+    assert_eq!(chosen.id, ids[0]);
 }

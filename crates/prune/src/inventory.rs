@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cfdr_retention::{DEFAULT_SEGMENT_SIZE, Item, Kind, WalItem, WalRange};
 use cfdr_storage::wal_archive::{WalListing, list_wal};
-use cfdr_storage::{BackupFolder, Manifest, Repository};
+use cfdr_storage::{BackupFolder, DamagedManifest, Manifest, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -36,6 +36,9 @@ pub struct Skipped {
 pub(crate) struct Inventory {
     pub(crate) folders: BTreeMap<String, BackupFolder>,
     pub(crate) manifests: Vec<Manifest>,
+    /// Committed backups whose manifest cannot be read: never planned,
+    /// never deleted.
+    pub(crate) damaged: Vec<DamagedManifest>,
     pub(crate) wal: WalListing,
     pub(crate) pending: Pending,
 }
@@ -51,8 +54,8 @@ impl Inventory {
             .filter(|f| f.committed)
             .map(|f| f.id.clone())
             .collect();
-        let manifests = repo
-            .manifests(&committed)
+        let catalog = repo
+            .catalog_of(&committed)
             .await
             .map_err(Error::storage("reading manifests"))?;
         let wal = list_wal(repo.store())
@@ -71,7 +74,8 @@ impl Inventory {
                 .into_iter()
                 .map(|f| (f.id.as_str().to_owned(), f))
                 .collect(),
-            manifests,
+            manifests: catalog.backups,
+            damaged: catalog.damaged,
             wal,
             pending,
         })

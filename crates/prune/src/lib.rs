@@ -18,7 +18,14 @@
 //!
 //! Running prune again after a crash finishes the job. Of two prunes at
 //! once, the second waits up to [`Options::lock_wait`] and then gives up
-//! with [`Error::Locked`] having deleted nothing. Objects under `wal/` that
+//! with [`Error::Locked`] having deleted nothing.
+//!
+//! A committed backup whose manifest cannot be read (corrupt, truncated,
+//! naming another backup) is never deleted and takes no part in the plan,
+//! so retention keeps its counts of readable backups; its objects stay
+//! until the manifest is repaired. When it is a physical backup (its id
+//! says so), the WAL it needs is unknown, so no WAL is deleted. The
+//! [`Report`] lists it under `damaged` with what to do. Objects under `wal/` that
 //! are not WAL files (and `wal/cluster.json`) and backups of kinds without
 //! retention rules are never deleted; the [`Report`] lists them.
 //!
@@ -178,6 +185,21 @@ fn decide(
         plan.wal.clear();
     }
 
+    // A damaged physical backup's WAL range is unknown: keep all WAL.
+    let damaged_physical = inv
+        .damaged
+        .iter()
+        .find(|d| d.id.kind() == cfdr_retention::Kind::Physical.name());
+    if let Some(d) = damaged_physical.filter(|_| plan.wal.iter().any(|w| !w.keep)) {
+        for w in plan.wal.iter_mut().filter(|w| !w.keep) {
+            w.keep = true;
+            w.reasons = vec![cfdr_retention::WalReason::NoPitrWindow];
+        }
+        plan.notes.push(cfdr_retention::Note::MissingWalRange {
+            backup: d.id.to_string(),
+        });
+    }
+
     let mut work = Deletions::default();
     let mut pending = Pending::default();
     let mut resumed = Vec::new();
@@ -224,6 +246,19 @@ fn decide(
         deletions: work,
         resumed,
         skipped: input.skipped,
+        damaged: inv
+            .damaged
+            .iter()
+            .map(|d| Skipped {
+                id: d.id.to_string(),
+                reason: format!(
+                    "manifest {} cannot be read ({}); not deleted: {}",
+                    d.key,
+                    d.reason,
+                    cfdr_storage::DamagedManifest::ADVICE
+                ),
+            })
+            .collect(),
         unknown_wal: input.unknown_wal,
         deleted: 0,
     };

@@ -33,6 +33,10 @@ pub struct Report {
     pub resumed: Vec<String>,
     /// Backups left alone because retention cannot classify them.
     pub skipped: Vec<Skipped>,
+    /// Committed backups whose manifest cannot be read: never deleted, not
+    /// counted by retention; a damaged physical backup keeps all WAL.
+    #[serde(default)]
+    pub damaged: Vec<Skipped>,
     /// Objects under `wal/` that are not WAL files; never deleted.
     pub unknown_wal: Vec<String>,
     /// Objects deleted (0 on a dry run).
@@ -124,6 +128,9 @@ impl Report {
         }
         for s in &self.skipped {
             let _ = writeln!(out, "left alone: backup {} ({})", s.id, s.reason);
+        }
+        for d in &self.damaged {
+            let _ = writeln!(out, "DAMAGED: backup {}: {}", d.id, d.reason);
         }
         for key in &self.unknown_wal {
             let _ = writeln!(out, "left alone: {key} (not a WAL file)");

@@ -49,7 +49,7 @@ async fn interrupted_prunes_finish_on_the_next_run() {
         let options = Options {
             at: Some(history.at),
             lock_ttl: Duration::from_secs(3),
-            lock_wait: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(60),
             ..Options::default()
         };
         let dry = Options {

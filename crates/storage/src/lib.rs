@@ -60,8 +60,9 @@ pub use location::{
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
 pub use repo::{
-    BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, FORMAT_VERSION, Leftover,
-    MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION, VerifyReport,
+    BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, Catalog, DamagedManifest,
+    FORMAT_VERSION, Leftover, MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION,
+    VerifyReport,
 };
 pub use secret_bundles::{SecretManifest, SecretStore};
 pub use selftest::{SelfTestReport, sample_data};

@@ -180,6 +180,57 @@ impl Manifest {
     }
 }
 
+/// A committed backup whose manifest cannot be read (corrupt, truncated or
+/// naming another backup): it cannot be restored, verified or pruned until
+/// the manifest is repaired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedManifest {
+    /// The backup (the folder name).
+    pub id: BackupId,
+    /// The manifest's key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl DamagedManifest {
+    /// What to do about it.
+    pub const ADVICE: &str = "restore the manifest from a copy of the repository (bucket \
+versioning, a replica) and run `cfdr-repo verify` on the backup; until then it cannot be \
+restored and prune leaves its objects alone";
+}
+
+impl std::fmt::Display for DamagedManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backup {}: manifest {} cannot be read: {}",
+            self.id, self.key, self.reason
+        )
+    }
+}
+
+/// Committed backups as listed: readable manifests and damaged ones apart,
+/// so one damaged manifest does not hide the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Catalog {
+    /// Readable manifests, in the order asked for (oldest first).
+    pub backups: Vec<Manifest>,
+    /// Manifests that cannot be read, in the same order.
+    pub damaged: Vec<DamagedManifest>,
+}
+
+impl Catalog {
+    /// Warnings for a listing: each damaged manifest, then what to do.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.damaged.iter().map(ToString::to_string).collect();
+        if !out.is_empty() {
+            out.push(DamagedManifest::ADVICE.to_owned());
+        }
+        out
+    }
+}
+
 /// Objects of a backup that never committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leftover {
@@ -365,6 +416,38 @@ impl Repository {
             .buffered(MANIFEST_READS)
             .try_collect()
             .await
+    }
+
+    /// Committed backups, readable and damaged apart, oldest first. Storage
+    /// errors (unreachable, denied) still fail the call: only a manifest
+    /// that was read and is not a valid manifest of its backup is damaged.
+    pub async fn catalog(&self) -> Result<Catalog> {
+        self.catalog_of(&self.backup_ids().await?).await
+    }
+
+    /// [`Repository::catalog`] of `ids`, in that order.
+    pub async fn catalog_of(&self, ids: &[BackupId]) -> Result<Catalog> {
+        use futures::StreamExt;
+        let read: Vec<Result<Manifest>> = futures::stream::iter(ids)
+            .map(|id| self.manifest(id))
+            .buffered(MANIFEST_READS)
+            .collect()
+            .await;
+        let mut catalog = Catalog::default();
+        for (id, r) in ids.iter().zip(read) {
+            match r {
+                Ok(m) => catalog.backups.push(m),
+                Err(Error::InvalidDocument { key, reason }) => {
+                    catalog.damaged.push(DamagedManifest {
+                        id: id.clone(),
+                        key,
+                        reason,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(catalog)
     }
 
     /// Reads one manifest.

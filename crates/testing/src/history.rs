@@ -18,8 +18,11 @@ pub const SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct HistorySpec {
-    /// Committed backups, one per hour from `start`.
+    /// Committed backups, one every `interval` from `start`.
     pub backups: usize,
+    /// Time between backups (one hour unless set): a smaller history can
+    /// span as many days as a large one.
+    pub interval: SignedDuration,
     /// WAL segments (timeline 1, then timeline 2 for the last fifth).
     pub wal_segments: usize,
     /// Uncommitted backups; half old, half inside the default grace period.
@@ -35,6 +38,7 @@ impl HistorySpec {
     pub fn new(backups: usize, wal_segments: usize) -> Self {
         HistorySpec {
             backups,
+            interval: SignedDuration::from_hours(1),
             wal_segments,
             leftovers: 10,
             start: Timestamp::from_second(1_735_689_600).unwrap_or(Timestamp::UNIX_EPOCH),
@@ -72,7 +76,10 @@ pub async fn write_history(
     let timeline = |segno: u64| if segno >= switch { 2 } else { 1 };
     let other_kinds = ["logs", "audit", "config", "secrets", "trading"];
     for i in 0..spec.backups {
-        let started = spec.start.saturating_add(hours(i)).unwrap_or(spec.start);
+        let started = spec
+            .start
+            .saturating_add(spec.interval * i32::try_from(i).unwrap_or(i32::MAX))
+            .unwrap_or(spec.start);
         let kind = match i % 4 {
             0 => "physical",
             1 | 2 => "logical",
@@ -144,9 +151,13 @@ pub async fn write_history(
             serde_json::to_vec(&manifest).unwrap_or_default(),
         ));
     }
+    // One hour after the newest backup.
     let end = spec
         .start
-        .saturating_add(hours(spec.backups))
+        .saturating_add(
+            spec.interval * i32::try_from(spec.backups.saturating_sub(1)).unwrap_or(i32::MAX),
+        )
+        .and_then(|newest| newest.saturating_add(hours(1)))
         .unwrap_or(spec.start);
     for j in 0..spec.leftovers {
         // Old ones, then ones inside the one-day grace period before `at`.

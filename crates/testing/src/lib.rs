@@ -21,6 +21,9 @@ pub mod pg;
 
 pub use fault::{FaultLayer, FaultMode, FaultOp};
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use cfdr_storage::StorageOptions;
 
 /// The backends the conformance suite runs against.
@@ -170,6 +173,50 @@ impl TestLocation {
         o.gcs.anonymous = true;
         Some(o)
     }
+}
+
+/// How long a test waits for a condition before it fails. Generous: the
+/// suite runs on loaded 2-core machines, and only a failing test waits it
+/// out.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Polls `probe` every 100 ms until it returns `Ok`, and returns its value.
+/// When `limit` passes first, panics with `what` and what the probe saw last
+/// (its `Err`), so a failure says where things stood.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut tries = 0;
+/// let n = cfdr_testing::eventually("the third try", cfdr_testing::PATIENCE, || {
+///     tries += 1;
+///     let seen = tries;
+///     async move { if seen >= 3 { Ok(seen) } else { Err(format!("try {seen}")) } }
+/// })
+/// .await;
+/// assert_eq!(n, 3);
+/// # });
+/// ```
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{what}: not reached within {limit:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Whether the long forms of slow tests run (`CFDR_TEST_LONG=1`): scale
+/// tests at full size, many more kill trials. `.ci/run` leaves it unset.
+pub fn long_tests() -> bool {
+    var("CFDR_TEST_LONG").as_deref() == Some("1")
 }
 
 /// A local TCP port with nothing listening on it (bound, then released).

@@ -71,6 +71,21 @@ SELECT setval('order_ref_seq', 4242);
     )
 }
 
+/// PostgreSQL 15's programs (`CFDR_TEST_PG_BIN`, default Debian's
+/// /usr/lib/postgresql/15/bin), or `None` after [`crate::missing`]: a
+/// failure with the install command under `scripts/test`.
+pub async fn pg_bin(test: &str) -> Option<PgBin> {
+    let dir =
+        std::env::var("CFDR_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    match PgBin::locate(Some(std::path::Path::new(&dir)), None).await {
+        Ok(b) => Some(b),
+        Err(e) => crate::missing(
+            &format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"),
+            test,
+        ),
+    }
+}
+
 /// A started temp cluster with database `db` holding the schema and data.
 pub async fn cryptofunk_cluster(
     db: &str,

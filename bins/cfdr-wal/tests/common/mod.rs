@@ -3,7 +3,6 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use cfdr_pg::{LocalCluster, PgBin};
 use cfdr_testing::{Backend, TestLocation};
@@ -71,7 +70,7 @@ impl Setup {
     pub fn write_config(&self, endpoint: Option<&str>) {
         let o = &self.loc.options;
         let mut text = format!(
-            "[repository]\nurl = {:?}\n[repository.retry]\nmax-retries = 1\nmin-delay-ms = 50\nmax-delay-ms = 100\n[repository.timeout]\ncall-secs = 5\nio-secs = 5\n[wal]\nspool-dir = {:?}\nworker-idle-secs = 3\npush-timeout-secs = 20\n",
+            "[repository]\nurl = {:?}\n[repository.retry]\nmax-retries = 1\nmin-delay-ms = 50\nmax-delay-ms = 100\n[repository.timeout]\ncall-secs = 30\nio-secs = 30\n[wal]\nspool-dir = {:?}\nworker-idle-secs = 3\npush-timeout-secs = 120\n",
             o.url.clone().unwrap(),
             self.spool.display().to_string()
         );
@@ -129,25 +128,17 @@ impl Setup {
     }
 }
 
-/// PostgreSQL 15's programs, or `None` (a failure under scripts/test).
-pub async fn pg_bin(test: &str) -> Option<PgBin> {
-    let dir = std::env::var("CFDR_TEST_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into());
-    match PgBin::locate(Some(Path::new(&dir)), None).await {
-        Ok(b) => Some(b),
-        Err(e) => cfdr_testing::missing(
-            &format!("PostgreSQL 15 ({e}; apt-get install postgresql-15)"),
-            test,
-        ),
-    }
-}
+pub use cfdr_testing::pg::pg_bin;
 
-/// A new cluster whose postgresql.conf archives with `archive_command`.
+/// A new cluster whose postgresql.conf archives with `archive_command`. It
+/// keeps 1 GB of WAL (no checkpoint recycles the tests' few segments), so
+/// tests can compare pg_wal with the archive byte for byte.
 pub async fn archiving_cluster(bin: &PgBin, archive_command: &str) -> LocalCluster {
     let mut cluster = LocalCluster::init_temp(bin).await.unwrap();
     let conf = cluster.data_dir.join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str(&format!(
-        "\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\n",
+        "\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\nwal_keep_size = '1GB'\n",
         archive_command.replace('\'', "''")
     ));
     std::fs::write(&conf, text).unwrap();
@@ -190,39 +181,44 @@ pub async fn archiver(cluster: &LocalCluster) -> (i64, i64, Option<String>) {
     (row.get(0), row.get(1), row.get(2))
 }
 
-/// Waits until `file` was archived (pg_wal/archive_status/<file>.done).
-pub async fn wait_archived(cluster: &LocalCluster, file: &str, secs: u64) {
-    let done = cluster
-        .data_dir
-        .join("pg_wal/archive_status")
-        .join(format!("{file}.done"));
-    for _ in 0..secs * 10 {
-        if done.exists() {
-            return;
+/// Waits until PostgreSQL's archiver reports `file` archived. It asks
+/// `pg_stat_archiver`, not `archive_status/<file>.done`: a checkpoint may
+/// recycle an archived segment and its `.done` file at any moment. The
+/// archiver takes `.ready` files oldest first and retries a failed one
+/// before any later file, so a last archived name at or past `file` means
+/// `file` itself was archived.
+pub async fn wait_archived(cluster: &LocalCluster, file: &str) {
+    let what = format!("{file} archived");
+    cfdr_testing::eventually(&what, cfdr_testing::PATIENCE, || async {
+        let (count, failed, last) = archiver(cluster).await;
+        match &last {
+            Some(last) if last.get(..24).is_some_and(|l| l >= &file[..24]) => Ok(()),
+            _ => Err(format!(
+                "archiver: {count} archived, {failed} failed, last {last:?}; server log tail:\n{}",
+                server_log_tail(cluster)
+            )),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = std::fs::read_to_string(cluster.data_dir.with_extension("log")).unwrap_or_default();
+    })
+    .await
+}
+
+/// The last 20 lines of the cluster's server log.
+pub fn server_log_tail(cluster: &LocalCluster) -> String {
+    let log = std::fs::read_to_string(&cluster.log_file).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(20).collect();
-    panic!(
-        "{file} not archived within {secs} s; archiver {:?}; server log tail:\n{}",
-        archiver(cluster).await,
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// Every archived file in pg_wal matches the archive byte for byte; returns
 /// how many were compared.
 pub async fn assert_archive_matches(setup: &Setup, cluster: &LocalCluster) -> usize {
-    let status = cluster.data_dir.join("pg_wal/archive_status");
     let archive = setup.archive();
     let out = tempfile::tempdir().unwrap();
     let mut compared = 0;
-    for e in std::fs::read_dir(&status).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(file) = name.strip_suffix(".done") else {
-            continue;
-        };
+    // Goes by what the repository holds; archiving_cluster keeps the
+    // segments in pg_wal, so each one is there to compare with.
+    for listed in archive.list().await.unwrap() {
+        let file = listed.item.name.as_str();
         let local = cluster.data_dir.join("pg_wal").join(file);
         let Ok(original) = std::fs::read(&local) else {
             continue;
@@ -256,6 +252,6 @@ pub async fn archived(
     let setup = Setup::new(backend, test).await?;
     let cluster = archiving_cluster(&bin, &setup.archive_command("")).await;
     let names = make_wal(&cluster, n).await;
-    wait_archived(&cluster, names.last()?, 60).await;
+    wait_archived(&cluster, names.last()?).await;
     Some((setup, cluster, names))
 }
