@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
     after_help = "Examples (runbook schedule, see deploy/):\n  \
     DATABASE_URL=postgres://backup@db/cryptofunk cfdr-backup logical --class hourly --summary\n  \
     DATABASE_URL=postgres://replicator@db/postgres cfdr-backup physical --class daily\n  \
+    cfdr-backup files --class config --path /etc/cryptofunk --git-tag --summary\n  \
     cfdr-backup list --json"
 )]
 pub(crate) struct Cli {
@@ -41,6 +42,29 @@ pub(crate) enum Command {
         /// Schedule class, for retention.
         #[arg(long, default_value = "manual", value_parser = ["hourly", "daily", "weekly", "manual"])]
         class: String,
+        /// Print one summary line on success.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Files and folders (configuration, logs, audit logs, trading records)
+    /// as a tar streamed through the codec, with an index of every file's
+    /// size and SHA-256. Retention follows the class (see [retention]).
+    Files {
+        /// What the paths hold: decides retention (config indefinitely,
+        /// logs 90 days, audit and records 7 years by default).
+        #[arg(long, value_parser = ["config", "logs", "audit", "records"])]
+        class: String,
+        /// A file or folder to archive (repeat for more).
+        #[arg(long = "path", required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Leave out entries matching this pattern (`*.tmp`: any name;
+        /// `var/log/app/**`: by path). Repeatable.
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// Tag HEAD of the git checkout among the paths as
+        /// production-config-YYYYMMDD (runbook 2.2) and record the commit.
+        #[arg(long)]
+        git_tag: bool,
         /// Print one summary line on success.
         #[arg(long)]
         summary: bool,

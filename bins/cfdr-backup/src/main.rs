@@ -74,6 +74,42 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 );
             }
         }
+        Command::Files {
+            class,
+            paths,
+            exclude,
+            git_tag,
+            summary,
+        } => {
+            let req = cfdr_files::BackupRequest {
+                class: class.parse()?,
+                paths,
+                excludes: exclude.iter().map(|g| cfdr_files::Glob::new(g)).collect(),
+                git_tag,
+            };
+            let progress = cfdr_storage::Progress::new();
+            let encode = config.encode_options()?.with_progress(progress.clone());
+            let bar = cfdr_cli::ProgressBar::bytes("files", &progress);
+            let a = cfdr_files::backup(&repo, &req, &encode).await?;
+            drop(bar);
+            if summary || cli.common.verbose > 0 {
+                let d = &a.details;
+                let git = d
+                    .git
+                    .as_ref()
+                    .map(|g| format!(", tagged {} {}", g.tag, g.commit))
+                    .unwrap_or_default();
+                println!(
+                    "archive {} ({class}): {} files, {} folders, {} symlinks, {} stored in {:.1}s{git}",
+                    a.manifest.id,
+                    d.files,
+                    d.dirs,
+                    d.symlinks,
+                    human_bytes(a.manifest.stored_size()),
+                    a.manifest.duration().as_secs_f64(),
+                );
+            }
+        }
         Command::List { json } => {
             let catalog = repo.catalog().await?;
             // One damaged manifest must not hide the other backups.

@@ -18,7 +18,9 @@ use clap::{Parser, Subcommand};
     cfdr-restore logical 20261106T140000.000Z-logical-ab12 --target-db cf_check --jobs 2\n  \
     cfdr-restore logical 20261106T140000.000Z-logical-ab12 --swap-only   # after a refused --swap\n  \
     cfdr-restore pitr --to-time 2026-11-06T14:29:00Z --data-dir /var/lib/postgresql/15/pitr --start\n  \
-    cfdr-restore pitr --to-name before_migration --data-dir /srv/pg/restore"
+    cfdr-restore pitr --to-name before_migration --data-dir /srv/pg/restore\n  \
+    cfdr-restore files 20261106T140000.000Z-config-ab12 --diff /\n  \
+    cfdr-restore files 20261106T140000.000Z-config-ab12 --into / --path etc/cryptofunk --force"
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -86,6 +88,36 @@ pub(crate) enum Command {
         /// time), into <data-dir>.wal-spool.
         #[arg(long, default_value_t = 4)]
         prefetch: u32,
+    },
+    /// A file archive (cfdr-backup files): restore it into a folder
+    /// (never written outside it, every file checked against the index),
+    /// list it, or compare it with a folder.
+    Files {
+        /// Archive id (see cfdr-backup list).
+        id: String,
+        /// Folder to restore into; archive paths go below it (`--into /`
+        /// puts them back in place, with --force).
+        #[arg(long, required_unless_present_any = ["list", "diff"], conflicts_with_all = ["list", "diff"])]
+        into: Option<std::path::PathBuf>,
+        /// Only entries at or under this archive path (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// Overwrite existing files and symlinks (folders are never replaced).
+        #[arg(long, requires = "into")]
+        force: bool,
+        /// Restore symlinks that point outside --into, as links (refused by default).
+        #[arg(long, requires = "into")]
+        allow_outside_links: bool,
+        /// List the archive's entries with sizes and SHA-256.
+        #[arg(long, conflicts_with = "diff")]
+        list: bool,
+        /// Compare the archive with this folder (laid out as --into would):
+        /// added, removed, changed. Exit 1 when they differ.
+        #[arg(long)]
+        diff: Option<std::path::PathBuf>,
+        /// Machine-readable --list / --diff output.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -17,6 +17,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 mod cli;
+mod files;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,6 +30,30 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let identities = config.identities()?.map(Arc::new);
     let rto = Duration::from_secs(config.pg.rto_secs);
     let total = match cli.command {
+        Command::Files {
+            id,
+            into,
+            paths,
+            force,
+            allow_outside_links,
+            list,
+            diff,
+            json,
+        } => {
+            return files::run(
+                &repo,
+                &id,
+                into,
+                paths,
+                force,
+                allow_outside_links,
+                list,
+                diff,
+                json,
+                identities,
+            )
+            .await;
+        }
         Command::Logical {
             id,
             latest: _,
