@@ -63,6 +63,9 @@ async fn logical_backup_is_quiet_then_listed_and_failures_exit_2() {
         .map(|m| m["class"].as_str().unwrap())
         .collect();
     assert_eq!(classes, ["hourly", "daily"]);
+    // zstd, not encrypted: the name says so.
+    let key = list[0]["objects"][0]["key"].as_str().unwrap();
+    assert!(key.ends_with("/dump.pgdump.zst"), "{key}");
     assert!(list[0]["verified"].is_null(), "{list}");
 
     // A recorded check becomes the backup's verified state in both listings.
@@ -92,6 +95,14 @@ async fn logical_backup_is_quiet_then_listed_and_failures_exit_2() {
         "{text}"
     );
     assert!(lines[2].contains("never"), "{text}");
+    // The ID column is padded: the columns line up under their headings.
+    for line in &lines[1..] {
+        assert_eq!(
+            line.find(" logical "),
+            lines[0].find(" KIND "),
+            "columns do not line up:\n{text}"
+        );
+    }
     let out = cfdr(&["list", "--json"], "cryptofunk");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["verified"]["passed"], true, "{list}");

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cfdr_cli::error_chain(&e));
             ExitCode::from(2)
         }
     }

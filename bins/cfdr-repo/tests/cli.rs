@@ -188,9 +188,28 @@ fn encrypted_selftest_uses_configured_keys() {
 #[test]
 fn runtime_errors_exit_2_with_the_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cfdr_repo(&dir.path().join("empty"), &["list"]);
+    let missing = dir.path().join("empty");
+    let out = cfdr_repo(&missing, &["list"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("cfdr-repo init"), "{}", text(&out));
+    // `list` has no --init: the advice names only what works.
+    assert!(!text(&out).contains("--init"), "{}", text(&out));
+    assert!(!missing.exists(), "a read-only command created {missing:?}");
+    let empty = dir.path().join("not-a-repo");
+    std::fs::create_dir(&empty).unwrap();
+    let out = cfdr_repo(&empty, &["info"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no cfdr repository") && text(&out).contains("cfdr-repo init"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("--init"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "nothing written"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
         .args(["-r", "ftp://host/x", "info"])
@@ -208,4 +227,228 @@ fn runtime_errors_exit_2_with_the_cause() {
     let out = cfdr_repo(&repo, &["verify"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("holds no backup"), "{}", text(&out));
+}
+
+/// uid and gid of the `postgres` OS user, which the tests (run as root)
+/// use as a user without write access to a root-owned repository.
+fn postgres_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == "postgres").then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .expect("the tests need a `postgres` OS user (scripts/test creates it)")
+}
+
+/// cfdr-repo run as `postgres` against a repository owned by root.
+fn cfdr_repo_as_postgres(repo: &Path, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = postgres_user();
+    Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
+        .arg("-r")
+        .arg(format!("file://{}", repo.display()))
+        .args(args)
+        .env_remove("CFDR_CONFIG")
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
+}
+
+/// A repository made by root (mode 0755: others may read, not write)
+/// holding one kept self-test backup.
+fn root_owned_repository(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap(),
+        0,
+        "this test runs as root"
+    );
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = dir.join("repo");
+    let out = cfdr_repo(&repo, &["selftest", "--init", "--size-mib", "1", "--keep"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tmp = repo.join(".cfdr-tmp");
+    if tmp.exists() {
+        std::fs::remove_dir(&tmp).unwrap();
+    }
+    repo
+}
+
+#[test]
+fn a_folder_postgres_cannot_write_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = root_owned_repository(dir.path());
+    let out = cfdr_repo_as_postgres(&repo, &["selftest", "--size-mib", "1"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!("cannot write {}/.cfdr-tmp", repo.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("postgres, uid"), "{msg}");
+    assert!(
+        msg.contains(&format!("chown -R postgres: {}", repo.display())),
+        "{msg}"
+    );
+    // Each cause once.
+    assert_eq!(msg.matches("Permission denied").count(), 1, "{msg}");
+}
+
+#[test]
+fn verify_with_read_only_access_verifies_and_says_the_record_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = root_owned_repository(dir.path());
+    let out = cfdr_repo_as_postgres(&repo, &["verify", "--all"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("1 objects ok, 0 failed"), "{msg}");
+    assert!(msg.contains("could not be recorded"), "{msg}");
+    let list = cfdr_repo(&repo, &["list", "--json"]);
+    let backups: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = backups[0]["id"].as_str().unwrap();
+    assert!(
+        !repo.join("backups").join(id).join("checks").exists(),
+        "no record was written"
+    );
+}
+
+#[test]
+fn read_only_commands_leave_the_folder_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let out = cfdr_repo(&repo, &["selftest", "--init", "--size-mib", "1", "--keep"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir_all(repo.join(".cfdr-tmp")).unwrap();
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["info"],
+        &["info", "--json"],
+    ] {
+        let out = cfdr_repo(&repo, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            !repo.join(".cfdr-tmp").exists(),
+            "{args:?} wrote .cfdr-tmp/"
+        );
+    }
+}
+
+#[test]
+fn list_pads_the_id_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let out = cfdr_repo(&repo, &["selftest", "--init", "--size-mib", "1", "--keep"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cfdr_repo(&repo, &["list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0].find("KIND"),
+        lines[1].find("selftest "),
+        "columns do not line up:\n{stdout}"
+    );
+}
+
+#[test]
+fn age_errors_name_the_setting_and_print_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = cfdr_secrets::generate_identity();
+    let (other_secret, _) = cfdr_secrets::generate_identity();
+    let selftest = |identity: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"));
+        cmd.args(["-r", &format!("file://{}/repo", dir.path().display())])
+            .args(["selftest", "--init", "--size-mib", "1"])
+            .env_remove("CFDR_CONFIG")
+            .env_remove("CFDR_AGE_IDENTITY_FILE")
+            .env_remove("CFDR_AGE_IDENTITY")
+            .env("CFDR_AGE_RECIPIENTS", &public);
+        if let Some(id) = identity {
+            cmd.env("CFDR_AGE_IDENTITY", id);
+        }
+        cmd.output().unwrap()
+    };
+    let out = selftest(None);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains(".zst.age is age-encrypted"), "{msg}");
+    assert!(msg.contains("CFDR_AGE_IDENTITY_FILE"), "{msg}");
+    assert!(msg.contains("encryption.identity-file"), "{msg}");
+    assert_eq!(msg.matches("no identity is configured").count(), 1, "{msg}");
+
+    let out = selftest(Some(other_secret.as_str()));
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("cannot decrypt backups/"), "{msg}");
+    assert!(!msg.contains("encryption failed"), "{msg}");
+    assert_eq!(
+        msg.matches("none of the age identities").count(),
+        1,
+        "{msg}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
+        .args(["-r", &format!("file://{}/repo", dir.path().display())])
+        .args(["selftest", "--size-mib", "1"])
+        .env_remove("CFDR_CONFIG")
+        .env_remove("CFDR_AGE_IDENTITY")
+        .env("CFDR_AGE_RECIPIENTS", &public)
+        .env(
+            "CFDR_AGE_IDENTITY_FILE",
+            dir.path().join("no-such-identity.txt"),
+        )
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("no-such-identity.txt"), "{msg}");
+    assert_eq!(msg.matches("No such file or directory").count(), 1, "{msg}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    assert!(cfdr_repo(&repo, &["init"]).status.success());
+    let out = cfdr_repo(&repo, &["-vv", "list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.is_empty(), "-vv logs something to check");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn every_command_is_in_the_readme_commands_table() {
+    let help = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = &readme[readme.find("\n## Commands\n").unwrap() + 1..];
+    let section = &section[..section[1..].find("\n## ").unwrap()];
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 5, "{help}");
+    for c in commands {
+        assert!(
+            section.contains(&format!("| `{c}")),
+            "README \"Commands\" lacks cfdr-repo {c}"
+        );
+    }
 }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cfdr_cli::error_chain(&e));
             let conflict = e.downcast_ref::<cfdr_secrets::Error>();
             let check_failed = matches!(conflict, Some(cfdr_secrets::Error::VaultConflict { .. }));
             ExitCode::from(if check_failed { 1 } else { 2 })

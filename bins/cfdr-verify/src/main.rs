@@ -77,7 +77,15 @@ async fn run(cli: Cli) -> Result<Outcome> {
             ),
             Some(why) => {
                 failed += 1;
-                println!("{}: FAILED after [{}]: {why}", t.id, t.passed.join(", "));
+                match t.passed.is_empty() {
+                    // The restore itself failed: no check ran.
+                    true => println!("{}: FAILED: {why}", t.id),
+                    false => println!(
+                        "{}: FAILED after passing {}: {why}",
+                        t.id,
+                        t.passed.join(", ")
+                    ),
+                }
             }
         }
     }

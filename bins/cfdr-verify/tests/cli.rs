@@ -50,6 +50,9 @@ async fn restore_test_passes_then_fails_on_a_damaged_backup() {
         text.contains("FAILED") && text.contains(key.as_str()),
         "{text}"
     );
+    // When the restore itself fails no check has passed: no empty list.
+    assert!(!text.contains("after []"), "{text}");
+    assert!(!text.contains("after passing :"), "{text}");
     let failed = repo.latest_checks().await.unwrap()[&m.id];
     assert!(
         !failed.passed && failed.time > passed.time,
@@ -58,4 +61,21 @@ async fn restore_test_passes_then_fails_on_a_damaged_backup() {
     let records = repo.checks(&m.id).await.unwrap();
     assert_eq!(records.len(), 2);
     assert!(records[1].summary.contains(key.as_str()), "{records:?}");
+
+    // An id that is not in the repository says so and how to list them.
+    let unknown = cfdr_storage::BackupId::parse("20200101T000000.000Z-logical-abcd").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cfdr-verify"))
+        .args(["-r", url, unknown.as_str()])
+        .env("DATABASE_URL", cluster.url("postgres"))
+        .env_remove("CFDR_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("there is no backup {unknown} in the repository")),
+        "{err}"
+    );
+    assert!(err.contains("cfdr-repo list"), "{err}");
+    assert!(!err.contains("manifest.json"), "{err}");
 }

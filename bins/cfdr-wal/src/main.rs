@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         match run(cli).await {
             // PostgreSQL ends recovery on a small exit code: fail hard instead.
             Err(e) if fetching => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", cfdr_cli::error_chain(&e));
                 Ok(Outcome::Code(128))
             }
             other => other,

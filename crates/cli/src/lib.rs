@@ -84,6 +84,8 @@ pub fn init_logging(verbose: u8) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: cron mail and journald show them raw.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -106,10 +108,30 @@ where
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
         Ok(Outcome::Code(code)) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once and in order.
+///
+/// cfdr's errors put their cause in their own message, so naive chain
+/// printing (`{:#}`) repeats it; a cause whose text is already shown is
+/// skipped.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Bytes in binary units, for humans.
@@ -204,6 +226,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use cfdr_storage::CheckKind;
+
+    #[test]
+    fn error_chain_prints_each_cause_once_in_order() {
+        // A storage error that shows its cause in its own message, as most
+        // cfdr errors do, with context on top.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "Permission denied (os error 13)",
+        );
+        let err = cfdr_storage::Error::Sink {
+            key: "backups/x/dump.pgdump.zst".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(err).context("restore failed");
+        assert_eq!(
+            error_chain(&e),
+            "restore failed: writing decoded backups/x/dump.pgdump.zst to its destination failed: Permission denied (os error 13)"
+        );
+        // A cause not in the message is still shown, after it.
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing the log");
+        assert_eq!(error_chain(&e), "writing the log: disk full");
+    }
 
     #[test]
     fn verified_state_reads_for_humans() {

@@ -16,6 +16,14 @@
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
 //!
+//! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
+//! watched tables, extensions, restore hooks, smoke query, RTO, restore
+//! session settings, server compression), `[wal]` is
+//! `cfdr_pg::wal::WalOptions` and `[incident]` is
+//! `cfdr_incident::IncidentConfig`; none has environment overrides. The
+//! README's "Configuration reference" lists every key with its default (a
+//! test keeps it complete).
+//!
 //! The recovery-objectives guard reads `[guard]` and `[objectives]`
 //! (`cfdr_guard::GuardConfig`, `cfdr_guard::Objectives`: RPO 5 min, RTO
 //! 30 min and the backup schedules of the runbook by default).
@@ -312,6 +320,46 @@ mod tests {
             let err = Config::from_toml(bad).unwrap_err().to_string();
             assert!(err.contains(names), "{err}");
         }
+    }
+
+    /// Every key of these tables, as `(table, key)`, nested tables joined
+    /// with dots.
+    fn leaf_keys(value: &serde_json::Value, table: &str, out: &mut Vec<(String, String)>) {
+        for (key, v) in value.as_object().into_iter().flatten() {
+            match v {
+                serde_json::Value::Object(_) => leaf_keys(v, &format!("{table}.{key}"), out),
+                _ => out.push((table.to_owned(), key.clone())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_reference_parses_and_lists_every_key() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let section = &readme[readme.find("## Configuration reference").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        Config::from_toml(block).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        for table in ["repository", "codec", "encryption", "wal", "pg"] {
+            leaf_keys(&defaults[table], table, &mut keys);
+        }
+        let mut missing = Vec::new();
+        for (table, key) in keys {
+            let header = format!("[{table}]");
+            let listed = block.find(&header).is_some_and(|at| {
+                let body = &block[at + header.len()..];
+                let body = &body[..body.find("\n[").unwrap_or(body.len())];
+                body.lines().any(|l| l.starts_with(&format!("{key} =")))
+            });
+            if !listed {
+                missing.push(format!("{header} {key}"));
+            }
+        }
+        assert!(missing.is_empty(), "README reference lacks {missing:?}");
     }
 
     #[test]

@@ -165,14 +165,5 @@ pub async fn read_index(
 
 /// The object name with the codec's extension.
 pub(crate) fn stored_name(name: &str, opts: &cfdr_storage::EncodeOptions) -> String {
-    let mut s = name.to_owned();
-    let ext = opts.compression.extension();
-    if !ext.is_empty() {
-        s.push('.');
-        s.push_str(ext);
-    }
-    if opts.recipients.is_some() {
-        s.push_str(".age");
-    }
-    s
+    opts.object_name(name)
 }

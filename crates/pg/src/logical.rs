@@ -153,10 +153,9 @@ pub async fn backup(
     let source = ToolOutput::new(child, "pg_dump");
 
     let mut writer = repo.begin_backup(KIND, Some(class))?;
-    let name = format!("{DUMP_OBJECT}.{}", encode.compression.extension());
-    let stored = writer
-        .put_encoded(name.trim_end_matches('.'), source, encode)
-        .await;
+    // The name tells how to decode it: `.zst`, `.gz`, `.age` last.
+    let name = encode.object_name(DUMP_OBJECT);
+    let stored = writer.put_encoded(&name, source, encode).await;
     // The snapshot must stay open until pg_dump is done; end it either way.
     let _ = conn.execute("ROLLBACK").await;
     // Closed now, not whenever the server notices: a swap right after a

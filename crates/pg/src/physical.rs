@@ -205,9 +205,10 @@ pub async fn backup(
         .map_err(Error::io("cannot start pg_basebackup"))?;
     let source = ToolOutput::new(child, "pg_basebackup");
     let stderr = source.stderr();
-    let name = format!("{BASE_OBJECT}.{}", encode.compression.extension());
+    // The name tells how to decode it: `.zst`, `.gz`, `.age` last.
+    let name = encode.object_name(BASE_OBJECT);
     writer
-        .put_encoded(name.trim_end_matches('.'), source, &encode)
+        .put_encoded(&name, source, &encode)
         .await
         .map_err(|e| match e {
             cfdr_storage::Error::Source { source, .. } => {

@@ -39,7 +39,7 @@ pub enum Error {
     },
     /// The identity environment variable is not set.
     #[error(
-        "environment variable {var} is not set: export an age identity (AGE-SECRET-KEY-1...) in it"
+        "environment variable {var} is not set: export an age identity (AGE-SECRET-KEY-1...) in it, or point CFDR_AGE_IDENTITY_FILE (config `encryption.identity-file`) at an identity file"
     )]
     MissingIdentityVar {
         /// The variable name.
@@ -77,7 +77,7 @@ pub enum Error {
     Decrypt(String),
     /// None of the identities matches a recipient of the file.
     #[error(
-        "none of the age identities from {origin} can decrypt this file: it was encrypted to other recipients (compare the fingerprints in `cfdr-secrets list` with those `cfdr-secrets keygen -y` prints for your identity)"
+        "none of the age identities from {origin} can decrypt this file: it was encrypted to other recipients; use the identity of one of them (compare the recipient fingerprints in the manifest's `encrypted_to`, or in `cfdr-secrets list`, with those `cfdr-secrets keygen -y` prints for your identity)"
     )]
     NoMatchingIdentity {
         /// Where the identities came from.

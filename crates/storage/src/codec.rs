@@ -104,6 +104,20 @@ impl CodecInfo {
     pub fn is_encrypted(&self) -> bool {
         !self.encrypted_to.is_empty()
     }
+
+    /// The name suffix that tells the tools to undo the encoding, outermost
+    /// last: `.zst`, `.gz`, `.zst.age`, `.age` (encrypted, not compressed)
+    /// or nothing.
+    pub fn suffix(&self) -> String {
+        let mut suffix = String::new();
+        if self.compression != Compression::None {
+            suffix = format!(".{}", self.compression.extension());
+        }
+        if self.is_encrypted() {
+            suffix.push_str(".age");
+        }
+        suffix
+    }
 }
 
 /// An object written through the codec: where, what was stored, how.
@@ -213,6 +227,12 @@ impl EncodeOptions {
             });
         }
         Ok(level)
+    }
+
+    /// `base` with the suffix of the objects these options write
+    /// ([`CodecInfo::suffix`]): `dump.pgdump` becomes `dump.pgdump.zst.age`.
+    pub fn object_name(&self, base: &str) -> String {
+        format!("{base}{}", self.info().suffix())
     }
 
     /// What will be recorded for objects written with these options.
@@ -367,13 +387,7 @@ where
 {
     let key = key.to_owned();
     if codec.is_encrypted() && identities.is_none() {
-        return Err(Error::Crypto {
-            key,
-            source: cfdr_secrets::Error::Decrypt(
-                "the object is age-encrypted and no identity was given (set the identity file or variable)"
-                    .into(),
-            ),
-        });
+        return Err(Error::MissingIdentity { key });
     }
     let bridge = SyncIoBridge::new(src);
     let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
@@ -411,7 +425,8 @@ where
 /// Why a codec thread stopped.
 enum Failure {
     Source(io::Error),
-    Crypto(cfdr_secrets::Error),
+    /// An age failure, and whether it happened while decrypting.
+    Crypto(cfdr_secrets::Error, bool),
     Stream(io::Error),
 }
 
@@ -422,8 +437,9 @@ impl Failure {
                 key: key.to_owned(),
                 source: e,
             },
-            Failure::Crypto(source) => Error::Crypto {
+            Failure::Crypto(source, decrypting) => Error::Crypto {
                 key: key.to_owned(),
+                decrypting,
                 source,
             },
             Failure::Stream(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => {
@@ -451,7 +467,8 @@ fn encode_blocking(
 ) -> std::result::Result<u64, Failure> {
     match recipients {
         Some(r) => {
-            let sealed = cfdr_secrets::encrypt_writer(r, out).map_err(Failure::Crypto)?;
+            let sealed =
+                cfdr_secrets::encrypt_writer(r, out).map_err(|e| Failure::Crypto(e, false))?;
             let (sealed, n) = compress_all(&mut src, sealed, compression, level, threads)?;
             let mut out = sealed.finish().map_err(Failure::Stream)?;
             out.flush().map_err(Failure::Stream)?;
@@ -507,7 +524,9 @@ fn decode_blocking(
     identities: Option<&Identities>,
 ) -> std::result::Result<(), Failure> {
     let plain: Box<dyn Read> = match identities {
-        Some(ids) => Box::new(cfdr_secrets::decrypt_reader(ids, src).map_err(Failure::Crypto)?),
+        Some(ids) => {
+            Box::new(cfdr_secrets::decrypt_reader(ids, src).map_err(|e| Failure::Crypto(e, true))?)
+        }
         None => Box::new(src),
     };
     let mut decoded: Box<dyn Read> = match compression {

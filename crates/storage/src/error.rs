@@ -37,9 +37,7 @@ pub enum Error {
         reason: String,
     },
     /// The bucket or container does not exist.
-    #[error(
-        "{what} {name:?} does not exist at {endpoint}: create it first or fix the repository URL"
-    )]
+    #[error("{}", missing_bucket(what, name, endpoint))]
     MissingBucket {
         /// "bucket" or "container".
         what: &'static str,
@@ -108,13 +106,23 @@ pub enum Error {
         reason: String,
     },
     /// Encryption or decryption failed.
-    #[error("encryption failed on {key}: {source}")]
+    #[error("cannot {} {key}: {source}", crypto_verb(*.decrypting))]
     Crypto {
         /// The object key.
         key: String,
+        /// Reading (decrypting) rather than writing (encrypting).
+        decrypting: bool,
         /// The age error.
         #[source]
         source: cfdr_secrets::Error,
+    },
+    /// An age-encrypted object and no identity to decrypt it with.
+    #[error(
+        "{key} is age-encrypted and no identity is configured: point CFDR_AGE_IDENTITY_FILE (config `encryption.identity-file`) at a 0600 identity file, or put the identity text in CFDR_AGE_IDENTITY (config `encryption.identity-env` names the variable)"
+    )]
+    MissingIdentity {
+        /// The object key.
+        key: String,
     },
     /// The source stream of an upload failed; nothing was stored.
     #[error("reading the source for {key} failed, nothing was stored: {source}")]
@@ -136,11 +144,35 @@ pub enum Error {
     },
     /// No repository at this location.
     #[error(
-        "no cfdr repository at {location}: run `cfdr-repo init` (or pass --init) to create one"
+        "no cfdr repository at {location}: check the repository URL (-r, CFDR_REPOSITORY or `repository.url`), or create one there with `cfdr-repo init`"
     )]
     NotARepository {
         /// The repository location.
         location: String,
+    },
+    /// A backup id that names no committed backup.
+    #[error(
+        "there is no backup {id} in the repository at {location}: list the backups with `cfdr-repo list` (or `cfdr-backup list`)"
+    )]
+    NoSuchBackup {
+        /// The id asked for.
+        id: String,
+        /// The repository location.
+        location: String,
+    },
+    /// A local repository folder the process cannot write.
+    #[error(
+        "cannot write {path} ({detail}): the repository folder {root} must be writable by the user cfdr runs as ({user}); WAL archiving runs as the PostgreSQL server's user (postgres): e.g. `chown -R postgres: {root}`, or give that user's group write permission (`chmod -R g+w`)"
+    )]
+    FolderNotWritable {
+        /// The file or folder cfdr tried to create.
+        path: String,
+        /// The repository folder.
+        root: String,
+        /// The user this process runs as.
+        user: String,
+        /// The operating system's message.
+        detail: String,
     },
     /// `init` found a repository already there.
     #[error("a cfdr repository already exists at {location} (id {id}); refusing to overwrite it")]
@@ -211,6 +243,22 @@ impl Error {
             _ => false,
         }
     }
+}
+
+fn missing_bucket(what: &str, name: &str, endpoint: &str) -> String {
+    match what {
+        // cfdr creates a local folder itself; buckets are made by their owner.
+        "folder" => format!(
+            "there is no repository folder {name}: check the repository URL (-r, CFDR_REPOSITORY or `repository.url`), or create a repository there with `cfdr-repo init`"
+        ),
+        _ => format!(
+            "{what} {name:?} does not exist at {endpoint}: create it first or fix the repository URL"
+        ),
+    }
+}
+
+fn crypto_verb(decrypting: bool) -> &'static str {
+    if decrypting { "decrypt" } else { "encrypt" }
 }
 
 /// Result alias for this crate.

@@ -393,7 +393,14 @@ impl StorageOptions {
     /// Builds the store. `inject` may wrap the bare operator in extra layers
     /// (used by tests for fault injection) before retry, timeout and logging
     /// are applied on top.
-    pub fn build_with(&self, inject: impl FnOnce(Operator) -> Operator) -> Result<Store> {
+    ///
+    /// A local folder's operator is built on first use, once the folder
+    /// exists: building one creates the folder, and a command pointed at a
+    /// missing repository must not write anything.
+    pub fn build_with(
+        &self,
+        inject: impl FnOnce(Operator) -> Operator + Send + 'static,
+    ) -> Result<Store> {
         // Idempotent: installs the rustls HTTP transport process-wide.
         opendal::install_default();
         let raw = self.url.as_deref().unwrap_or(DEFAULT_REPOSITORY);
@@ -409,23 +416,42 @@ impl StorageOptions {
                 reason: format!("{v:?} is not a positive number"),
             })?);
         }
+        let (retry, timeout) = (self.retry.clone(), self.timeout.clone());
+        let layered = move |op: Operator| {
+            inject(op)
+                .layer(LoggingLayer::default())
+                .layer(
+                    TimeoutLayer::new()
+                        .with_timeout(Duration::from_secs(timeout.call_secs.max(1)))
+                        .with_io_timeout(Duration::from_secs(timeout.io_secs.max(1))),
+                )
+                .layer(
+                    RetryLayer::new()
+                        .with_max_times(retry.max_retries)
+                        .with_min_delay(Duration::from_millis(retry.min_delay_ms))
+                        .with_max_delay(Duration::from_millis(retry.max_delay_ms))
+                        .with_factor(2.0)
+                        .with_jitter(),
+                )
+        };
+        if loc.kind == BackendKind::Fs {
+            // Uploads are staged in `.cfdr-tmp/` by cfdr's own writer (see
+            // `ObjectWriter`), created on the first write only.
+            let (root, shown) = (loc.bucket.clone(), loc.display());
+            let make = move || {
+                let op = Operator::new(services::Fs::default().root(&root)).map_err(|e| {
+                    Error::InvalidOption {
+                        option: shown,
+                        reason: e.to_string(),
+                    }
+                })?;
+                Ok(layered(op))
+            };
+            let endpoint = loc.display();
+            return Ok(Store::deferred(Box::new(make), loc, endpoint, compat));
+        }
         let (op, endpoint) = self.base_operator(&loc)?;
-        let op = inject(op)
-            .layer(LoggingLayer::default())
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(self.timeout.call_secs.max(1)))
-                    .with_io_timeout(Duration::from_secs(self.timeout.io_secs.max(1))),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(self.retry.max_retries)
-                    .with_min_delay(Duration::from_millis(self.retry.min_delay_ms))
-                    .with_max_delay(Duration::from_millis(self.retry.max_delay_ms))
-                    .with_factor(2.0)
-                    .with_jitter(),
-            );
-        Ok(Store::new(op, loc, endpoint, compat))
+        Ok(Store::new(layered(op), loc, endpoint, compat))
     }
 
     /// Builds the store with the standard layers.
@@ -459,18 +485,10 @@ impl StorageOptions {
                 };
                 Ok((op, loc.display()))
             }
-            BackendKind::Fs => {
-                let dir = PathBuf::from(&loc.bucket);
-                // Writes land in a temp folder inside the repository and are
-                // renamed into place on close, so a killed upload is never
-                // visible under its final name.
-                let tmp = dir.join(crate::object::TMP_DIR);
-                let builder = services::Fs::default()
-                    .root(&loc.bucket)
-                    .atomic_write_dir(&tmp.display().to_string());
-                let op = Operator::new(builder).map_err(backend_err)?;
-                Ok((op, loc.display()))
-            }
+            BackendKind::Fs => Err(Error::InvalidOption {
+                option: loc.display(),
+                reason: "a local folder's operator is built on first use".into(),
+            }),
             BackendKind::S3 => {
                 let o = &self.s3;
                 let endpoint = loc

@@ -3,6 +3,7 @@
 //! batch delete and create-only writes.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -48,14 +49,51 @@ pub struct ObjectMeta {
     pub modified: Option<jiff::Timestamp>,
 }
 
+/// Builds a store's operator on first use.
+pub(crate) type MakeOperator = Box<dyn FnOnce() -> Result<Operator> + Send>;
+
+/// An operator built now, or on first use.
+struct LazyOperator {
+    op: OnceLock<Operator>,
+    make: Mutex<Option<MakeOperator>>,
+}
+
+impl LazyOperator {
+    fn get_or_build(&self) -> Result<&Operator> {
+        if let Some(op) = self.op.get() {
+            return Ok(op);
+        }
+        let mut make = self.make.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(op) = self.op.get() {
+            return Ok(op);
+        }
+        let make = make.take().ok_or_else(|| Error::InvalidOption {
+            option: "repository".into(),
+            reason: "its storage could not be set up (see the first error)".into(),
+        })?;
+        let op = make()?;
+        Ok(self.op.get_or_init(|| op))
+    }
+}
+
 /// A repository's storage: an operator with layers, its location and the
 /// backend's feature switches. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
-    op: Operator,
+    op: Arc<LazyOperator>,
     location: Location,
     endpoint: String,
     compat: CompatOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .field("endpoint", &self.endpoint)
+            .field("compat", &self.compat)
+            .finish()
+    }
 }
 
 impl Store {
@@ -65,17 +103,65 @@ impl Store {
         endpoint: String,
         compat: CompatOptions,
     ) -> Self {
+        let lazy = LazyOperator {
+            op: OnceLock::from(op),
+            make: Mutex::new(None),
+        };
         Self {
-            op,
+            op: Arc::new(lazy),
             location,
             endpoint,
             compat,
         }
     }
 
-    /// The layered operator, for calls this type does not wrap.
-    pub fn operator(&self) -> &Operator {
-        &self.op
+    /// A store whose operator `make` builds on first use (a local folder,
+    /// whose operator creates the folder when built).
+    pub(crate) fn deferred(
+        make: MakeOperator,
+        location: Location,
+        endpoint: String,
+        compat: CompatOptions,
+    ) -> Self {
+        let lazy = LazyOperator {
+            op: OnceLock::new(),
+            make: Mutex::new(Some(make)),
+        };
+        Self {
+            op: Arc::new(lazy),
+            location,
+            endpoint,
+            compat,
+        }
+    }
+
+    /// The layered operator, for calls this type does not wrap. For a local
+    /// folder that does not exist this is [`Error::MissingBucket`]: nothing
+    /// is created.
+    pub fn operator(&self) -> Result<&Operator> {
+        if self.op.op.get().is_none() && self.location.kind == BackendKind::Fs {
+            self.check_folder()?;
+        }
+        self.op.get_or_build()
+    }
+
+    /// A local folder that does not exist (yet): it reads as empty, as an
+    /// empty bucket does, without being created.
+    fn absent_folder(&self) -> bool {
+        self.location.kind == BackendKind::Fs
+            && self.op.op.get().is_none()
+            && !std::path::Path::new(&self.location.bucket).is_dir()
+    }
+
+    fn check_folder(&self) -> Result<()> {
+        if !std::path::Path::new(&self.location.bucket).is_dir() {
+            return Err(Error::MissingBucket {
+                what: self.location.kind.bucket_word(),
+                name: self.location.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The parsed location.
@@ -120,19 +206,11 @@ impl Store {
     /// Checks that the bucket/container exists and the credentials work, by
     /// listing at most one key. Errors say which of the two failed.
     pub async fn check_access(&self) -> Result<()> {
-        let kind = self.location.kind;
-        if kind == BackendKind::Fs {
-            let root = std::path::Path::new(&self.location.bucket);
-            if !root.is_dir() {
-                return Err(Error::MissingBucket {
-                    what: kind.bucket_word(),
-                    name: self.location.bucket.clone(),
-                    endpoint: self.endpoint.clone(),
-                });
-            }
+        if self.location.kind == BackendKind::Fs {
+            self.check_folder()?;
         }
         let mut lister = self
-            .op
+            .operator()?
             .lister_with("/")
             .limit(1)
             .await
@@ -218,8 +296,13 @@ impl Store {
     /// Reads a whole object without verification (small documents whose own
     /// format is checked by the caller).
     pub async fn get(&self, key: &str) -> Result<Bytes> {
+        if self.absent_folder() {
+            return Err(Error::NotFound {
+                key: key.to_owned(),
+            });
+        }
         let buf = self
-            .op
+            .operator()?
             .read(key)
             .await
             .map_err(|e| self.map_err("read", key, e))?;
@@ -240,8 +323,13 @@ impl Store {
     /// if the size or SHA-256 differs from `expected` (checked as bytes pass,
     /// so a too-long object fails as soon as it overruns).
     pub async fn read_verified(&self, key: &str, expected: &ObjectInfo) -> Result<VerifiedStream> {
+        if self.absent_folder() {
+            return Err(Error::NotFound {
+                key: key.to_owned(),
+            });
+        }
         let reader = self
-            .op
+            .operator()?
             .reader_with(key)
             .chunk(4 << 20)
             .await
@@ -280,7 +368,10 @@ impl Store {
 
     /// Size and modification time of `key`, or `None` when absent.
     pub async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        match self.op.stat(key).await {
+        if self.absent_folder() {
+            return Ok(None);
+        }
+        match self.operator()?.stat(key).await {
             Ok(m) => Ok(Some(ObjectMeta {
                 key: key.to_owned(),
                 size: m.content_length(),
@@ -294,7 +385,10 @@ impl Store {
     /// Lists every object under `prefix` (recursively), following the
     /// backend's pages. Keys are relative to the repository root, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let mut lister = self.op.lister_with(prefix).recursive(true);
+        if self.absent_folder() {
+            return Ok(Vec::new());
+        }
+        let mut lister = self.operator()?.lister_with(prefix).recursive(true);
         if let Some(n) = self.compat.list_page_size {
             lister = lister.limit(n.max(1) as usize);
         }
@@ -370,18 +464,18 @@ impl Store {
         S: AsRef<str>,
     {
         let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_owned()).collect();
-        if keys.is_empty() {
+        if keys.is_empty() || self.absent_folder() {
             return Ok(());
         }
         let first = keys[0].clone();
         if self.compat.batch_delete {
-            self.op
+            self.operator()?
                 .delete_iter(keys)
                 .await
                 .map_err(|e| self.map_err("delete", &first, e))
         } else {
             for k in &keys {
-                self.op
+                self.operator()?
                     .delete(k)
                     .await
                     .map_err(|e| self.map_err("delete", k, e))?;
@@ -510,23 +604,60 @@ impl Stream for VerifiedStream {
     }
 }
 
-fn fs_err(key: &str, e: std::io::Error) -> Error {
+/// A local write failed: a permission problem names the path and the fix
+/// (a repository folder created by root and written by postgres is the
+/// usual case), anything else names the key.
+fn fs_err(store: &Store, key: &str, path: &std::path::Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return Error::FolderNotWritable {
+            path: path.display().to_string(),
+            root: store.location.bucket.clone(),
+            user: current_user(),
+            detail: e.to_string(),
+        };
+    }
     Error::Backend {
         operation: "write",
         key: key.to_owned(),
-        source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
+        source: Box::new(
+            opendal::Error::new(ErrorKind::Unexpected, format!("{}", path.display())).set_source(e),
+        ),
+    }
+}
+
+/// The user this process runs as, by name where /etc/passwd has it.
+fn current_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown user".into();
+    };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+            })
+        });
+    match name {
+        Some(name) => format!("{name}, uid {uid}"),
+        None => format!("uid {uid}"),
     }
 }
 
 enum Sink {
     Multipart(opendal::Writer),
-    /// Create-only on a local folder: a temp file hard-linked into place,
-    /// which fails atomically when the name exists (opendal's fs check is
-    /// a stat before the write, which two writers can both pass).
-    FsExclusive {
+    /// A local folder: a temp file in `.cfdr-tmp/` (created by the first
+    /// write, so read-only commands leave the folder alone), renamed into
+    /// place, or hard-linked when create-only, which fails atomically when
+    /// the name exists (opendal's fs check is a stat before the write, which
+    /// two writers can both pass).
+    FsTemp {
         file: tokio::fs::File,
         tmp: std::path::PathBuf,
         dest: std::path::PathBuf,
+        exclusive: bool,
     },
     /// Whole object buffered, sent in one request on finish.
     Single {
@@ -564,26 +695,33 @@ impl std::fmt::Debug for ObjectWriter {
 
 impl ObjectWriter {
     async fn open(store: Store, key: &str, create_only: bool) -> Result<Self> {
-        let sink = if create_only && store.location.kind == BackendKind::Fs {
+        let sink = if store.location.kind == BackendKind::Fs {
+            // The first write creates the folder (a store's writes, like a
+            // bucket's, need no set-up); reads never do.
             let root = std::path::Path::new(&store.location.bucket);
             let dest = root.join(key.trim_start_matches('/'));
-            if dest.exists() {
+            if create_only && dest.exists() {
                 return Err(Error::AlreadyExists {
                     key: key.to_owned(),
                 });
             }
-            let tmp = root
-                .join(TMP_DIR)
-                .join(format!("{:032x}", rand::random::<u128>()));
-            let io_err = |e| fs_err(key, e);
-            tokio::fs::create_dir_all(root.join(TMP_DIR))
+            let dir = root.join(TMP_DIR);
+            let tmp = dir.join(format!("{:032x}", rand::random::<u128>()));
+            tokio::fs::create_dir_all(&dir)
                 .await
-                .map_err(io_err)?;
-            let file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
-            Sink::FsExclusive { file, tmp, dest }
+                .map_err(|e| fs_err(&store, key, &dir, e))?;
+            let file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| fs_err(&store, key, &tmp, e))?;
+            Sink::FsTemp {
+                file,
+                tmp,
+                dest,
+                exclusive: create_only,
+            }
         } else if store.compat.multipart {
             let w = store
-                .op
+                .operator()?
                 .writer_with(key)
                 .if_not_exists(create_only)
                 .await
@@ -640,11 +778,11 @@ impl ObjectWriter {
                 self.parts.advance();
             }
             Sink::Single { chunks, .. } => chunks.extend(part),
-            Sink::FsExclusive { file, .. } => {
+            Sink::FsTemp { file, tmp, .. } => {
                 for chunk in part {
                     tokio::io::AsyncWriteExt::write_all(file, &chunk)
                         .await
-                        .map_err(|e| fs_err(&self.key, e))?;
+                        .map_err(|e| fs_err(&self.store, &self.key, tmp, e))?;
                 }
             }
         }
@@ -656,13 +794,23 @@ impl ObjectWriter {
         if !self.pending.is_empty() {
             self.flush_part().await?;
         }
-        if let Sink::FsExclusive { file, tmp, dest } = &mut self.sink {
+        if let Sink::FsTemp {
+            file,
+            tmp,
+            dest,
+            exclusive,
+        } = &mut self.sink
+        {
             let linked = async {
                 file.sync_all().await?;
                 if let Some(parent) = dest.parent() {
                     tokio::fs::create_dir_all(parent).await?;
                 }
-                tokio::fs::hard_link(&*tmp, &*dest).await?;
+                if *exclusive {
+                    tokio::fs::hard_link(&*tmp, &*dest).await?;
+                } else {
+                    tokio::fs::rename(&*tmp, &*dest).await?;
+                }
                 // The new name must survive a crash too: callers such as WAL
                 // archiving delete their source once this returns.
                 if let Some(parent) = dest.parent() {
@@ -673,27 +821,30 @@ impl ObjectWriter {
             .await;
             let _ = tokio::fs::remove_file(&*tmp).await;
             return match linked {
-                Ok(()) => Ok(ObjectInfo {
-                    size: self.size,
-                    sha256: hex::encode(self.hasher.finalize()),
-                }),
+                Ok(()) => {
+                    // These writes bypass opendal, and so its logging layer.
+                    tracing::debug!(key = %self.key, size = self.size, "stored in the local folder");
+                    Ok(ObjectInfo {
+                        size: self.size,
+                        sha256: hex::encode(self.hasher.finalize()),
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     Err(Error::AlreadyExists {
                         key: self.key.clone(),
                     })
                 }
-                Err(e) => Err(fs_err(&self.key, e)),
+                Err(e) => Err(fs_err(&self.store, &self.key, dest, e)),
             };
         }
+        let op = self.store.operator()?.clone();
         let result = match &mut self.sink {
-            Sink::FsExclusive { .. } => Ok(()),
+            Sink::FsTemp { .. } => Ok(()),
             Sink::Multipart(w) => w.close().await.map(|_| ()),
             Sink::Single {
                 chunks,
                 create_only,
-            } => self
-                .store
-                .op
+            } => op
                 .write_with(&self.key, Buffer::from(std::mem::take(chunks)))
                 .if_not_exists(*create_only)
                 .await
@@ -710,7 +861,7 @@ impl ObjectWriter {
             Some(meta) if meta.size == self.size => {}
             found => {
                 // Remove the damaged object so nothing short stays visible.
-                if let Err(e) = self.store.op.delete(&self.key).await {
+                if let Err(e) = op.delete(&self.key).await {
                     tracing::warn!(key = %self.key, error = %e, "removing a short upload failed");
                 }
                 return Err(Error::Corrupt {
@@ -738,7 +889,7 @@ impl ObjectWriter {
                     tracing::debug!(key = %self.key, error = %e, "abort of upload failed");
                 }
             }
-            Sink::FsExclusive { tmp, .. } => {
+            Sink::FsTemp { tmp, .. } => {
                 let _ = tokio::fs::remove_file(&*tmp).await;
             }
             Sink::Single { .. } => {}

@@ -125,7 +125,8 @@ pub(crate) fn parse_id_time(s: &str) -> Option<Timestamp> {
 
 impl std::fmt::Display for BackupId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        // pad, not write_str: listings align ids with `{:<40}`.
+        f.pad(&self.0)
     }
 }
 
@@ -452,7 +453,13 @@ impl Repository {
     /// Reads one manifest.
     pub async fn manifest(&self, id: &BackupId) -> Result<Manifest> {
         let key = id.manifest_key();
-        let raw = self.store.get(&key).await?;
+        let raw = self.store.get(&key).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::NoSuchBackup {
+                id: id.to_string(),
+                location: self.store.location().display(),
+            },
+            other => other,
+        })?;
         let m: Manifest = from_json(&key, &raw)?;
         if &m.id != id {
             return Err(Error::InvalidDocument {
@@ -687,5 +694,30 @@ mod tests {
         assert_eq!(BackupId::parse(a.as_str()).unwrap(), a);
         assert!(BackupId::parse("yesterday-logical-0000").is_err());
         assert!(BackupId::new(Timestamp::now(), "Bad Kind").is_err());
+        // Listings align columns with width specifiers.
+        assert_eq!(format!("{a:<40}|").len(), 41);
+        assert_eq!(
+            format!("{a:<40}|").trim_end_matches('|').trim_end(),
+            a.as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_backup_id_says_so_and_how_to_list() {
+        let repo = Repository::init(
+            crate::StorageOptions::from_url("memory://unknown-id")
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let id = BackupId::new(Timestamp::now(), "logical").unwrap();
+        let err = repo.manifest(&id).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("there is no backup {id} in the repository")),
+            "{err}"
+        );
+        assert!(err.contains("cfdr-repo list"), "{err}");
+        assert!(!err.contains("manifest.json"), "{err}");
     }
 }

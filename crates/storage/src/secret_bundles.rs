@@ -174,9 +174,10 @@ fn version_of(t: Timestamp) -> String {
     t.strftime("%Y%m%dT%H%M%S.%3fZ").to_string()
 }
 
-fn crypto(key: &str, source: cfdr_secrets::Error) -> Error {
+fn crypto(key: &str, decrypting: bool, source: cfdr_secrets::Error) -> Error {
     Error::Crypto {
         key: key.to_owned(),
+        decrypting,
         source,
     }
 }
@@ -229,7 +230,8 @@ impl SecretStore {
             });
         }
         let doc = secrets.to_document();
-        let sealed = seal(encryption, doc.expose(), armored).map_err(|e| crypto(bundle, e))?;
+        let sealed =
+            seal(encryption, doc.expose(), armored).map_err(|e| crypto(bundle, false, e))?;
         drop(doc);
         let mut created = now;
         let mut attempt = 0;
@@ -359,9 +361,9 @@ impl SecretStore {
     /// damaged object reaches a sink.
     pub async fn open(&self, m: &SecretManifest, identities: &Identities) -> Result<SecretBundle> {
         let sealed = self.store.get_verified(&m.object, &m.stored).await?;
-        let plain = unseal(identities, &sealed).map_err(|e| crypto(&m.object, e))?;
+        let plain = unseal(identities, &sealed).map_err(|e| crypto(&m.object, true, e))?;
         let bundle =
-            SecretBundle::from_document(plain.expose()).map_err(|e| crypto(&m.object, e))?;
+            SecretBundle::from_document(plain.expose()).map_err(|e| crypto(&m.object, true, e))?;
         if bundle.names() != m.keys {
             return Err(Error::Corrupt {
                 key: m.object.clone(),
@@ -386,7 +388,7 @@ impl SecretStore {
         now: Timestamp,
     ) -> Result<RekeyReport> {
         let probe = seal(&Encryption::Recipients(to.clone()), b"probe", false)
-            .map_err(|e| crypto("rekey probe", e))?;
+            .map_err(|e| crypto("rekey probe", false, e))?;
         if unseal(identities, &probe).is_err() {
             return Err(Error::InvalidOption {
                 option: "identities".into(),
@@ -460,9 +462,9 @@ impl SecretStore {
         now: Timestamp,
     ) -> Result<()> {
         let sealed = self.store.get_verified(&m.object, &m.stored).await?;
-        let plain = unseal(identities, &sealed).map_err(|e| crypto(&m.object, e))?;
+        let plain = unseal(identities, &sealed).map_err(|e| crypto(&m.object, true, e))?;
         let resealed = seal(encryption, plain.expose(), m.encryption.armored)
-            .map_err(|e| crypto(&m.object, e))?;
+            .map_err(|e| crypto(&m.object, true, e))?;
         let file = m.object.rsplit('/').next().unwrap_or_default();
         let generation = file
             .rsplit_once(".r")

@@ -95,9 +95,9 @@ impl Repository {
         let want = hex::encode(Sha256::digest(&data));
         let started = Instant::now();
         let mut writer = self.begin_backup("selftest", Some("manual"))?;
-        let name = format!("sample.sql.{}", opts.compression.extension());
+        let name = opts.object_name("sample.sql");
         writer
-            .put_encoded(name.trim_end_matches('.'), std::io::Cursor::new(data), opts)
+            .put_encoded(&name, std::io::Cursor::new(data), opts)
             .await?;
         let manifest = writer.commit(Default::default()).await?;
         let write = started.elapsed();

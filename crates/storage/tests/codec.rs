@@ -174,11 +174,21 @@ async fn wrong_or_missing_identity_is_a_clear_error() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::Crypto { .. }), "{err}");
-    assert!(err.to_string().contains("secret.age"), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("cannot decrypt secret.age: "), "{text}");
+    assert!(!text.contains("encryption failed"), "{text}");
     let err = decode_to(&store, &obj, None, &mut Vec::new())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no identity"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("secret.age is age-encrypted"), "{text}");
+    for setting in [
+        "CFDR_AGE_IDENTITY_FILE",
+        "encryption.identity-file",
+        "CFDR_AGE_IDENTITY",
+    ] {
+        assert!(text.contains(setting), "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,4 +318,39 @@ async fn cfdr_reads_what_stock_tools_write() {
         .unwrap();
         assert_eq!(out, data, "case {i}: {compression:?} encrypted={encrypted}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_names_tell_the_encoding_and_old_names_still_decode() {
+    let k = keys();
+    for (compression, encrypted, name) in [
+        (Compression::Zstd, true, "dump.pgdump.zst.age"),
+        (Compression::Gzip, true, "dump.pgdump.gz.age"),
+        (Compression::None, true, "dump.pgdump.age"),
+        (Compression::Zstd, false, "dump.pgdump.zst"),
+        (Compression::Gzip, false, "dump.pgdump.gz"),
+        (Compression::None, false, "dump.pgdump"),
+    ] {
+        let opts = options(compression, encrypted.then_some(&k));
+        assert_eq!(opts.object_name("dump.pgdump"), name);
+        assert_eq!(format!("dump.pgdump{}", opts.info().suffix()), name);
+    }
+    // Backups written before encrypted names ended in `.age`: the manifest's
+    // codec, not the name, decides how to read them.
+    let store = memory_store();
+    let opts = options(Compression::Zstd, Some(&k));
+    let obj = encode_to(
+        &store,
+        "backups/old/dump.pgdump.zst",
+        std::io::Cursor::new(b"an older backup".to_vec()),
+        &opts,
+        true,
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    decode_to(&store, &obj, Some(k.identities.clone()), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, b"an older backup");
 }

@@ -592,8 +592,61 @@ async fn missing_fs_repository_says_how_to_create_it() {
         .unwrap();
     let err = Repository::open(store.clone()).await.unwrap_err();
     assert!(err.to_string().contains("cfdr-repo init"), "{err}");
+    assert!(!err.to_string().contains("--init"), "{err}");
+    // Building the store and failing to open it wrote nothing.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     Repository::init(store.clone()).await.unwrap();
     Repository::open(store).await.unwrap();
+}
+
+#[tokio::test]
+async fn reading_a_folder_repository_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let url = format!("file://{}", root.display());
+    let repo = Repository::init(StorageOptions::from_url(url.clone()).build().unwrap())
+        .await
+        .unwrap();
+    let mut backup = repo.begin_backup("logical", None).unwrap();
+    backup
+        .put_encoded(
+            "dump.zst",
+            std::io::Cursor::new(sample(1000, 1)),
+            &EncodeOptions::default(),
+        )
+        .await
+        .unwrap();
+    backup.commit(Default::default()).await.unwrap();
+    std::fs::remove_dir_all(root.join(".cfdr-tmp")).unwrap();
+
+    // What list, info and verify-style reads do, on a fresh store.
+    let repo = Repository::open(StorageOptions::from_url(url).build().unwrap())
+        .await
+        .unwrap();
+    let manifests = repo.backups().await.unwrap();
+    repo.latest_checks().await.unwrap();
+    repo.leftovers(jiff::Timestamp::MAX).await.unwrap();
+    assert!(repo.verify(&manifests[0]).await.unwrap().is_ok());
+    assert!(
+        !root.join(".cfdr-tmp").exists(),
+        "a read created .cfdr-tmp/"
+    );
+
+    // Neither building nor reading a store on a missing folder creates it.
+    let missing = dir.path().join("missing");
+    let store = StorageOptions::from_url(format!("file://{}", missing.display()))
+        .build()
+        .unwrap();
+    assert!(store.list("backups/").await.unwrap().is_empty());
+    assert!(store.stat("cfdr.json").await.unwrap().is_none());
+    assert!(matches!(
+        store.get("cfdr.json").await.unwrap_err(),
+        Error::NotFound { .. }
+    ));
+    assert!(!missing.exists(), "a read created {missing:?}");
+    // The first write does.
+    store.put("a", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap(), Bytes::from_static(b"x"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,7 +200,7 @@ pub async fn write_history(
     let keys: BTreeSet<String> = objects.iter().map(|(k, _)| k.clone()).collect();
     // Plain operator writes: one request per object, so 100,000 objects
     // take seconds rather than minutes.
-    let op = store.operator().clone();
+    let op = store.operator()?.clone();
     futures::stream::iter(objects)
         .map(|(key, body)| {
             let op = op.clone();
