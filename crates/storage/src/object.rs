@@ -422,12 +422,16 @@ impl Store {
         recursive: bool,
         start_after: Option<&str>,
     ) -> Result<Vec<ObjectMeta>> {
-        let mut lister = self.op.lister_with(prefix).recursive(recursive);
+        if self.absent_folder() {
+            return Ok(Vec::new());
+        }
+        let op = self.operator()?;
+        let mut lister = op.lister_with(prefix).recursive(recursive);
         if let Some(n) = self.compat.list_page_size {
             lister = lister.limit(n.max(1) as usize);
         }
         if let Some(after) = start_after
-            && self.op.info().capability().list_with_start_after
+            && op.info().capability().list_with_start_after
         {
             lister = lister.start_after(after);
         }
