@@ -48,7 +48,7 @@ pub(crate) async fn read(
         // Dropping the reader here ends the download below.
     });
     let feed = async {
-        let r = decode_to(store, object, identities, &mut writer).await;
+        let r = decode_to(store, object, identities.clone(), &mut writer).await;
         drop(writer);
         r
     };
@@ -59,7 +59,13 @@ pub(crate) async fn read(
         (Ok(archive), _) => Ok(from_toc(&archive)),
         // The stream failed (key, checksum, storage): that is the cause.
         (Err(_), Err(e)) if !matches!(e, cfdr_storage::Error::Sink { .. }) => Err(e.into()),
-        (Err(e), _) => Err(Error::Archive(format!("its table of contents: {e}"))),
+        (Err(e), _) => {
+            // Bad bytes in the table of contents stop the parser before the
+            // checksum is reached: read the object to its end, so damage is
+            // reported as damage (naming the object).
+            decode_to(store, object, identities, &mut tokio::io::sink()).await?;
+            Err(Error::Archive(format!("its table of contents: {e}")))
+        }
     }
 }
 

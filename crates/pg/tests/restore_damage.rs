@@ -183,11 +183,17 @@ async fn damage_in_an_uncompressed_dump_ends_the_restore_and_names_the_object() 
     restore_fails_fast(&cluster, &repo, &manifest, "truncated", cut).await;
 
     // An intact object and a server that refuses index builds (an event
-    // trigger that new databases inherit): the index of the first big
-    // table fails while the other still loads, and that is the error.
+    // trigger in template0, which a restore's new database is copied
+    // from): the index of the first big table fails while the other still
+    // loads, and that is the error.
     let key = &manifest.objects[0].key;
     repo.store().put(key, stored).await.unwrap();
-    let mut template = cluster.target("template1").connect().await.unwrap();
+    let mut admin = cluster.target("postgres").connect().await.unwrap();
+    admin
+        .execute("ALTER DATABASE template0 ALLOW_CONNECTIONS true")
+        .await
+        .unwrap();
+    let mut template = cluster.target("template0").connect().await.unwrap();
     template
         .execute(
             "CREATE FUNCTION refuse_index() RETURNS event_trigger LANGUAGE plpgsql AS
@@ -197,8 +203,12 @@ async fn damage_in_an_uncompressed_dump_ends_the_restore_and_names_the_object() 
         )
         .await
         .unwrap();
-    // CREATE DATABASE copies template1 only when no one is connected to it.
+    // CREATE DATABASE copies a template only when no one is connected to it.
     template.close().await.unwrap();
+    admin
+        .execute("ALTER DATABASE template0 ALLOW_CONNECTIONS false")
+        .await
+        .unwrap();
     for jobs in [1, 2, 3] {
         let err = failed_restore(&cluster, &repo, &manifest, "index build", jobs).await;
         let text = err.to_string();
