@@ -247,13 +247,18 @@ impl WalArchive {
         let body = serde_json::to_vec_pretty(&first).unwrap_or_default();
         match self.store.create_if_absent(CLUSTER_KEY, body).await {
             Ok(_) => Ok(first),
-            Err(cfdr_storage::Error::AlreadyExists { .. }) => {
-                self.identity().await?.ok_or_else(|| Error::WalCorrupt {
-                    key: CLUSTER_KEY.into(),
-                    reason: "it vanished right after another writer created it".into(),
-                    hint: FETCH_HINT,
-                })
-            }
+            // Another first pusher won. On a backend whose create-only
+            // writes are not atomic (some S3 servers) both writes land and
+            // the upload check sees the other's bytes: the stored identity
+            // counts either way, and the caller compares it with this
+            // cluster (a torn one reads as corrupt, and the push is retried).
+            Err(
+                cfdr_storage::Error::AlreadyExists { .. } | cfdr_storage::Error::Corrupt { .. },
+            ) => self.identity().await?.ok_or_else(|| Error::WalCorrupt {
+                key: CLUSTER_KEY.into(),
+                reason: "it vanished right after another writer created it".into(),
+                hint: FETCH_HINT,
+            }),
             Err(e) => Err(e.into()),
         }
     }
