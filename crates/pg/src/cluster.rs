@@ -30,6 +30,12 @@ pub struct LocalCluster {
 /// and a server that fails to start is seen at once by pg_ctl.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The last 15 lines of a server log, on one line.
+fn log_tail(log: &str) -> String {
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -141,14 +147,10 @@ impl LocalCluster {
                 self.port = free_port()?;
                 continue;
             }
-            let tail: Vec<&str> = this_try.lines().rev().take(15).collect();
             return Err(Error::Cluster {
                 action: "start",
                 data_dir: self.data_dir.clone(),
-                detail: format!(
-                    "{e}; server log: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                ),
+                detail: format!("{e}; server log: {}", log_tail(&this_try)),
             });
         }
         self.running = true;
@@ -159,6 +161,21 @@ impl LocalCluster {
         loop {
             match target.connect().await {
                 Ok(_) => return Ok(()),
+                // The postmaster removes its pid file when it exits: a
+                // server that stopped (a recovery that failed after pg_ctl
+                // saw it ready) is reported at once, not waited for.
+                Err(e) if !self.data_dir.join("postmaster.pid").exists() => {
+                    self.running = false;
+                    let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+                    return Err(Error::Cluster {
+                        action: "start",
+                        data_dir: self.data_dir.clone(),
+                        detail: format!(
+                            "the server stopped right after starting ({e}); server log: {}",
+                            log_tail(&log)
+                        ),
+                    });
+                }
                 Err(e) if std::time::Instant::now() >= deadline => {
                     return Err(Error::Cluster {
                         action: "start",
