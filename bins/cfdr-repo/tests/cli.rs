@@ -426,25 +426,12 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn every_command_is_in_the_readme_commands_table() {
-    let help = Command::new(env!("CARGO_BIN_EXE_cfdr-repo"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout).to_string();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let section = &readme[readme.find("\n## Commands\n").unwrap() + 1..];
     let section = &section[..section[1..].find("\n## ").unwrap()];
-    let commands: Vec<&str> = help
-        .split("Commands:\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .take_while(|l| l.starts_with("  "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
-    assert!(commands.len() >= 5, "{help}");
+    let commands = cfdr_testing::subcommands(env!("CARGO_BIN_EXE_cfdr-repo"));
+    assert!(commands.len() >= 5, "{commands:?}");
     for c in commands {
         assert!(
             section.contains(&format!("| `{c}")),

@@ -124,16 +124,17 @@ async fn a_refused_swap_gives_a_swap_only_command_that_finishes_it() {
     assert_eq!(advice, format!("cfdr-restore logical {} --swap-only", m.id));
     drop(app);
     let server = cluster.target("postgres");
-    for _ in 0..100 {
-        if cfdr_pg::admin::sessions_on(&server, "cryptofunk")
-            .await
-            .unwrap()
-            == 0
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    cfdr_testing::eventually(
+        "the application's session ends",
+        cfdr_testing::PATIENCE,
+        || async {
+            match cfdr_pg::admin::sessions_on(&server, "cryptofunk").await {
+                Ok(0) => Ok(()),
+                seen => Err(format!("{seen:?}")),
+            }
+        },
+    )
+    .await;
 
     let args: Vec<&str> = advice.split(' ').skip(1).collect();
     let out = restore(&args);

@@ -368,6 +368,18 @@ async fn long_names_fit_and_a_refused_swap_is_finished_with_swap_only() {
     assert!(exists(&cluster, &live).await && exists(&cluster, &restored).await);
 
     app.close().await.unwrap();
+    // The server ends a closed session's backend a moment later.
+    cfdr_testing::eventually(
+        "the application's session ends",
+        cfdr_testing::PATIENCE,
+        || async {
+            match cfdr_pg::admin::sessions_on(&server, &live).await {
+                Ok(0) => Ok(()),
+                seen => Err(format!("{seen:?}")),
+            }
+        },
+    )
+    .await;
     let report = logical::swap_restored(&source, &first, &opts, None, |_| {})
         .await
         .unwrap();

@@ -219,6 +219,25 @@ pub fn long_tests() -> bool {
     var("CFDR_TEST_LONG").as_deref() == Some("1")
 }
 
+/// The subcommands a clap binary lists under `Commands:` in its `--help`
+/// (without `help`), for tests that hold the README to the binary.
+pub fn subcommands(bin: &str) -> Vec<String> {
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split("Commands:\n")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A local TCP port with nothing listening on it (bound, then released).
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
