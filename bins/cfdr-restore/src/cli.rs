@@ -92,33 +92,37 @@ pub(crate) enum Command {
     /// A file archive (cfdr-backup files): restore it into a folder
     /// (never written outside it, every file checked against the index),
     /// list it, or compare it with a folder.
-    Files {
-        /// Archive id (see cfdr-backup list).
-        id: String,
-        /// Folder to restore into; archive paths go below it (`--into /`
-        /// puts them back in place, with --force).
-        #[arg(long, required_unless_present_any = ["list", "diff"], conflicts_with_all = ["list", "diff"])]
-        into: Option<std::path::PathBuf>,
-        /// Only entries at or under this archive path (repeatable).
-        #[arg(long = "path")]
-        paths: Vec<String>,
-        /// Overwrite existing files and symlinks (folders are never replaced).
-        #[arg(long, requires = "into")]
-        force: bool,
-        /// Restore symlinks that point outside --into, as links (refused by default).
-        #[arg(long, requires = "into")]
-        allow_outside_links: bool,
-        /// List the archive's entries with sizes and SHA-256.
-        #[arg(long, conflicts_with = "diff")]
-        list: bool,
-        /// Compare the archive with this folder (laid out as --into would):
-        /// added, removed, changed. Exit 1 when they differ.
-        #[arg(long)]
-        diff: Option<std::path::PathBuf>,
-        /// Machine-readable --list / --diff output.
-        #[arg(long)]
-        json: bool,
-    },
+    Files(FilesArgs),
+}
+
+/// What `cfdr-restore files` does with one archive.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FilesArgs {
+    /// Archive id (see cfdr-backup list).
+    pub(crate) id: String,
+    /// Folder to restore into; archive paths go below it (`--into /`
+    /// puts them back in place, with --force).
+    #[arg(long, required_unless_present_any = ["list", "diff"], conflicts_with_all = ["list", "diff"])]
+    pub(crate) into: Option<std::path::PathBuf>,
+    /// Only entries at or under this archive path (repeatable).
+    #[arg(long = "path")]
+    pub(crate) paths: Vec<String>,
+    /// Overwrite existing files and symlinks (folders are never replaced).
+    #[arg(long, requires = "into")]
+    pub(crate) force: bool,
+    /// Restore symlinks that point outside --into, as links (refused by default).
+    #[arg(long, requires = "into")]
+    pub(crate) allow_outside_links: bool,
+    /// List the archive's entries with sizes and SHA-256.
+    #[arg(long, conflicts_with = "diff")]
+    pub(crate) list: bool,
+    /// Compare the archive with this folder (laid out as --into would):
+    /// added, removed, changed. Exit 1 when they differ.
+    #[arg(long)]
+    pub(crate) diff: Option<std::path::PathBuf>,
+    /// Machine-readable --list / --diff output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Where recovery stops: exactly one.

@@ -1,26 +1,29 @@
 //! `cfdr-restore files`: wiring from flags to cfdr-files.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 use cfdr_cli::Outcome;
 
+use crate::cli::FilesArgs;
+
 /// `cfdr-restore files`: restore, list or diff one file archive.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     repo: &cfdr_storage::Repository,
-    id: &str,
-    into: Option<PathBuf>,
-    paths: Vec<String>,
-    force: bool,
-    allow_outside_links: bool,
-    list: bool,
-    diff: Option<PathBuf>,
-    json: bool,
+    args: FilesArgs,
     identities: Option<Arc<cfdr_secrets::Identities>>,
 ) -> Result<Outcome> {
-    let manifest = cfdr_files::find_archive(repo, id).await?;
+    let FilesArgs {
+        id,
+        into,
+        paths,
+        force,
+        allow_outside_links,
+        list,
+        diff,
+        json,
+    } = args;
+    let manifest = cfdr_files::find_archive(repo, &id).await?;
     if list || diff.is_some() {
         let index = cfdr_files::read_index(repo, &manifest, identities).await?;
         if let Some(dir) = diff {

@@ -30,30 +30,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let identities = config.identities()?.map(Arc::new);
     let rto = Duration::from_secs(config.pg.rto_secs);
     let total = match cli.command {
-        Command::Files {
-            id,
-            into,
-            paths,
-            force,
-            allow_outside_links,
-            list,
-            diff,
-            json,
-        } => {
-            return files::run(
-                &repo,
-                &id,
-                into,
-                paths,
-                force,
-                allow_outside_links,
-                list,
-                diff,
-                json,
-                identities,
-            )
-            .await;
-        }
+        Command::Files(args) => return files::run(&repo, args, identities).await,
         Command::Logical {
             id,
             latest: _,
