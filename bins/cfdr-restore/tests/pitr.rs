@@ -36,18 +36,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Gives `path` (recursively) to the PostgreSQL OS user when running as root.
-fn give_to_postgres(path: &Path) {
-    if cfdr_pg::server_user().unwrap().is_some() {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "chown {}", path.display());
-    }
-}
+use cfdr_testing::pg::give_to_postgres;
 
 /// Runs SQL with psql on 127.0.0.1:`port`; returns the unaligned output.
 fn psql(bin: &PgBin, port: u16, sql: &str) -> String {

@@ -86,6 +86,21 @@ pub async fn pg_bin(test: &str) -> Option<PgBin> {
     }
 }
 
+/// Gives `path` (recursively) to the PostgreSQL OS user when running as
+/// root, so a server or `archive_command` running as `postgres` can use it.
+#[allow(clippy::unwrap_used)]
+pub fn give_to_postgres(path: &std::path::Path) {
+    if cfdr_pg::server_user().unwrap().is_some() {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown {}", path.display());
+    }
+}
+
 /// A started temp cluster with database `db` holding the schema and data.
 pub async fn cryptofunk_cluster(
     db: &str,

@@ -13,18 +13,7 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_cfdr-wal")
 }
 
-/// Gives `path` (recursively) to the PostgreSQL OS user when running as root.
-pub fn give_to_postgres(path: &Path) {
-    if cfdr_pg::server_user().unwrap().is_some() {
-        let ok = std::process::Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "chown {}", path.display());
-    }
-}
+pub use cfdr_testing::pg::give_to_postgres;
 
 /// A repository on `backend`, initialised, with a config file and a spool
 /// folder that PostgreSQL's archive_command can use.
