@@ -40,7 +40,7 @@ fn json(value: &impl serde::Serialize) -> Result<()> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let mut config = cfdr_config::Config::load(cli.config.as_deref())?;
     if let Some(url) = cli.repository {
-        config.repository.url = Some(url);
+        config.select_repository(&url);
     }
     let cfg = config.incident;
     cfg.validate()?;

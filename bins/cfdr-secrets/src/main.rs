@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let mut config = cfdr_config::Config::load(cli.config.as_deref())?;
     if let Some(url) = &cli.repository {
-        config.repository.url = Some(url.clone());
+        config.select_repository(url);
     }
     let identities = || cli.identities(&config);
     let vault = |needed: bool| cli::vault(needed);

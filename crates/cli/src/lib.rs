@@ -37,7 +37,8 @@ pub struct Common {
     /// Config file (default: $CFDR_CONFIG, then /etc/cfdr/cfdr.toml if present).
     #[arg(long, global = true, env = "CFDR_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Repository URL: file:///path, s3://bucket/prefix, gs://..., azblob://..., memory://
+    /// Repository URL (file:///path, s3://bucket/prefix, gs://..., azblob://...,
+    /// memory://) or the name of a [[copy]] in the config, to read from that copy.
     #[arg(short, long, global = true, env = "CFDR_REPOSITORY")]
     pub repository: Option<String>,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -46,11 +47,12 @@ pub struct Common {
 }
 
 impl Common {
-    /// The configuration with `--repository` applied.
+    /// The configuration with `--repository` applied: a `[[copy]]` name
+    /// (or a copy's URL) selects that copy with all its options.
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref())?;
-        if let Some(url) = &self.repository {
-            config.repository.url = Some(url.clone());
+        if let Some(arg) = &self.repository {
+            config.select_repository(arg);
         }
         Ok(config)
     }

@@ -35,6 +35,11 @@
 //! Secrets never live in the file: credentials come from each cloud's own
 //! variables and chains, age identities from a 0600 file or a variable.
 //!
+//! `[[copy]]` entries ([`CopyConfig`]) name secondary repositories that
+//! `cfdr-copy` keeps in step with the primary. `-r NAME` (or
+//! `CFDR_REPOSITORY=NAME`) selects a copy by name for any command, with
+//! all its options ([`Config::select_repository`]).
+//!
 //! ```
 //! let cfg = cfdr_config::Config::from_toml(r#"
 //!     [repository]
@@ -48,7 +53,10 @@
 use std::path::{Path, PathBuf};
 
 use cfdr_secrets::{Identities, Recipients};
-use cfdr_storage::{Compression, EncodeOptions, StorageOptions};
+use cfdr_storage::{
+    AzblobOptions, CompatOptions, Compression, EncodeOptions, GcsOptions, Location, RetryOptions,
+    S3Options, StorageOptions, TimeoutOptions,
+};
 use serde::{Deserialize, Serialize};
 
 /// Errors while loading configuration.
@@ -82,6 +90,14 @@ pub enum Error {
     /// Key material could not be loaded.
     #[error(transparent)]
     Keys(#[from] cfdr_secrets::Error),
+    /// A `[[copy]]` entry is not usable.
+    #[error("invalid [[copy]] entry {name:?}: {reason}")]
+    Copy {
+        /// The entry's name (or its position when it has none).
+        name: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.
@@ -125,6 +141,96 @@ impl Default for EncryptionConfig {
     }
 }
 
+/// A secondary repository `cfdr-copy` copies the primary to (`[[copy]]`):
+/// a name, a URL and the same storage options as `[repository]`, so any
+/// backend can copy to any backend.
+///
+/// Credentials come from the environment as for the primary. When the
+/// secondary needs other credentials than the primary on the same kind of
+/// backend, `credentials-env-prefix = "DR_"` reads them from
+/// `DR_AWS_ACCESS_KEY_ID` / `DR_AWS_SECRET_ACCESS_KEY` (S3) and
+/// `DR_AZURE_STORAGE_ACCOUNT` / `DR_AZURE_STORAGE_KEY` /
+/// `DR_AZURE_STORAGE_SAS_TOKEN` (Azure) instead, never from the file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CopyConfig {
+    /// Name used by `cfdr-copy --to NAME`, `-r NAME` and the lag record
+    /// `copy-state/NAME.json`: letters, digits, `-` and `_`.
+    pub name: String,
+    /// Repository URL of the secondary (as `repository.url`).
+    pub url: String,
+    /// S3 settings.
+    pub s3: S3Options,
+    /// Azure Blob settings.
+    pub azblob: AzblobOptions,
+    /// Google Cloud Storage settings.
+    pub gcs: GcsOptions,
+    /// Retry of temporary errors.
+    pub retry: RetryOptions,
+    /// Per-call timeouts.
+    pub timeout: TimeoutOptions,
+    /// Backend feature switches.
+    pub compat: CompatOptions,
+    /// Read this secondary's credentials from `<prefix>AWS_...` /
+    /// `<prefix>AZURE_STORAGE_...` variables instead of the standard ones.
+    pub credentials_env_prefix: Option<String>,
+}
+
+impl CopyConfig {
+    /// Checks the name and URL.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::Copy {
+            name: self.name.clone(),
+            reason,
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "`name` must be non-empty letters, digits, '-' or '_' (it is used as `-r NAME` and in object keys)".into(),
+            ));
+        }
+        if self.url.trim().is_empty() {
+            return Err(bad(
+                "`url` is missing: set the secondary's repository URL".into()
+            ));
+        }
+        Location::parse(&self.url).map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The secondary's storage options, credentials from the prefixed
+    /// variables when `credentials-env-prefix` is set.
+    pub fn storage(&self) -> StorageOptions {
+        let mut o = StorageOptions {
+            url: Some(self.url.clone()),
+            s3: self.s3.clone(),
+            azblob: self.azblob.clone(),
+            gcs: self.gcs.clone(),
+            retry: self.retry.clone(),
+            timeout: self.timeout.clone(),
+            compat: self.compat,
+        };
+        if let Some(prefix) = &self.credentials_env_prefix {
+            let var = |name: &str| env(&format!("{prefix}{name}"));
+            o.s3.access_key_id = var("AWS_ACCESS_KEY_ID");
+            o.s3.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+            o.s3.explicit_credentials_only = true;
+            o.azblob.account_name = o
+                .azblob
+                .account_name
+                .or_else(|| var("AZURE_STORAGE_ACCOUNT"));
+            o.azblob.account_key = var("AZURE_STORAGE_KEY");
+            o.azblob.sas_token = var("AZURE_STORAGE_SAS_TOKEN");
+            o.azblob.explicit_credentials_only = true;
+        }
+        o
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -148,6 +254,9 @@ pub struct Config {
     pub guard: cfdr_guard::GuardConfig,
     /// RPO, RTO and backup ages the guard checks (`[objectives]`).
     pub objectives: cfdr_guard::Objectives,
+    /// Secondary repositories `cfdr-copy` copies to (`[[copy]]`).
+    #[serde(rename = "copy", skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyConfig>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -157,10 +266,56 @@ fn env(name: &str) -> Option<String> {
 impl Config {
     /// Parses TOML text (no environment applied).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Parse {
+        let cfg: Self = toml::from_str(text).map_err(|e| Error::Parse {
             origin: "text".into(),
             reason: e.to_string(),
-        })
+        })?;
+        cfg.validate_copies()?;
+        Ok(cfg)
+    }
+
+    fn validate_copies(&self) -> Result<()> {
+        for (i, c) in self.copies.iter().enumerate() {
+            c.validate().map_err(|e| match e {
+                Error::Copy { name, reason } if name.is_empty() => Error::Copy {
+                    name: format!("#{}", i + 1),
+                    reason,
+                },
+                other => other,
+            })?;
+            if self.copies[..i].iter().any(|o| o.name == c.name) {
+                return Err(Error::Copy {
+                    name: c.name.clone(),
+                    reason: "two [[copy]] entries have this name: names must be unique".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[copy]]` entry named `name`.
+    pub fn copy(&self, name: &str) -> Option<&CopyConfig> {
+        self.copies.iter().find(|c| c.name == name)
+    }
+
+    /// Points `[repository]` at `arg` (the `-r` flag or `CFDR_REPOSITORY`):
+    /// a `[[copy]]` name selects that secondary with all its options, as
+    /// does a URL naming the same place as a copy's URL (so a
+    /// `restore_command` written with the copy's URL reaches it the same
+    /// way); anything else is a repository URL or path and replaces
+    /// `repository.url` only.
+    pub fn select_repository(&mut self, arg: &str) {
+        let by_name = self.copy(arg);
+        let by_url = || {
+            let wanted = Location::parse(arg).ok()?;
+            self.copies
+                .iter()
+                .find(|c| Location::parse(&c.url).is_ok_and(|l| l == wanted))
+        };
+        match by_name.or_else(by_url) {
+            Some(copy) => self.repository = copy.storage(),
+            None => self.repository.url = Some(arg.to_owned()),
+        }
     }
 
     /// Loads the file (explicit path, `$CFDR_CONFIG`, or the system file if
@@ -180,10 +335,12 @@ impl Config {
                     path: p.clone(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| Error::Parse {
+                let cfg: Config = toml::from_str(&text).map_err(|e| Error::Parse {
                     origin: p.display().to_string(),
                     reason: e.to_string(),
-                })?
+                })?;
+                cfg.validate_copies()?;
+                cfg
             }
             None => Config::default(),
         };
@@ -193,7 +350,7 @@ impl Config {
 
     fn apply_env(&mut self) -> Result<()> {
         if let Some(url) = env("CFDR_REPOSITORY") {
-            self.repository.url = Some(url);
+            self.select_repository(&url);
         }
         if let Some(c) = env("CFDR_COMPRESSION") {
             self.codec.compression = c.parse().map_err(|e: cfdr_storage::Error| Error::Env {
@@ -402,5 +559,76 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(cfg.recipients().unwrap().unwrap().keys(), [public]);
+    }
+
+    #[test]
+    fn copies_parse_validate_and_resolve_by_name_or_url() {
+        let text = r#"
+            [repository]
+            url = "s3://primary/cfdr"
+            [repository.s3]
+            endpoint = "http://127.0.0.1:9000"
+            [[copy]]
+            name = "dr-eu"
+            url = "azblob://dr/cfdr"
+            credentials-env-prefix = "CFDR_TEST_NOPE_"
+            [copy.azblob]
+            endpoint = "http://127.0.0.1:10000/devstoreaccount1"
+            account-name = "devstoreaccount1"
+            [copy.retry]
+            max-retries = 9
+            [[copy]]
+            name = "vault"
+            url = "file:///srv/cfdr-copy"
+        "#;
+        let mut cfg = Config::from_toml(text).unwrap();
+        assert_eq!(cfg.copies.len(), 2);
+        cfg.select_repository("dr-eu");
+        assert_eq!(cfg.repository.url.as_deref(), Some("azblob://dr/cfdr"));
+        assert_eq!(
+            cfg.repository.azblob.endpoint.as_deref(),
+            Some("http://127.0.0.1:10000/devstoreaccount1")
+        );
+        assert_eq!(cfg.repository.retry.max_retries, 9);
+        assert!(cfg.repository.azblob.explicit_credentials_only);
+        // restore_command passes a local copy's path: same place, same copy.
+        let mut cfg = Config::from_toml(text).unwrap();
+        cfg.select_repository("/srv/cfdr-copy");
+        assert_eq!(cfg.repository.url.as_deref(), Some("file:///srv/cfdr-copy"));
+        // Anything else is a URL for [repository], whose options stay.
+        let mut cfg = Config::from_toml(text).unwrap();
+        cfg.select_repository("s3://other/x");
+        assert_eq!(cfg.repository.url.as_deref(), Some("s3://other/x"));
+        assert_eq!(
+            cfg.repository.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        // Every [repository] storage key is accepted in a [[copy]] too.
+        let defaults = serde_json::to_value(StorageOptions::default()).unwrap();
+        let mut keys = Vec::new();
+        leaf_keys(&defaults, "copy", &mut keys);
+        let copy = serde_json::to_value(CopyConfig::default()).unwrap();
+        let mut copy_keys = Vec::new();
+        leaf_keys(&copy, "copy", &mut copy_keys);
+        for k in keys {
+            assert!(copy_keys.contains(&k), "[[copy]] lacks {k:?}");
+        }
+        for (bad, says) in [
+            (
+                "[[copy]]\nname = 'a/b'\nurl = 'memory://x'",
+                "letters, digits",
+            ),
+            ("[[copy]]\nname = 'x'", "`url` is missing"),
+            ("[[copy]]\nurl = 'memory://x'", "#1"),
+            (
+                "[[copy]]\nname = 'x'\nurl = 'memory://a'\n[[copy]]\nname = 'x'\nurl = 'memory://b'",
+                "unique",
+            ),
+            ("[[copy]]\nname = 'x'\nurl = 'ftp://a/b'", "ftp"),
+            ("[[copy]]\nname = 'x'\nurl = 'memory://a'\nurll = 1", "urll"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }
