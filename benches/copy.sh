@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Usage: benches/copy.sh [SIZE_MIB] [OBJECT_MIB]   (defaults 2048 and 8)
+#
+# cfdr-copy between two S3 endpoints against `rclone copy` on the same
+# data, side by side. The primary repository (on the S3 server that
+# scripts/with-services starts) holds SIZE_MIB of file archives made with
+# `cfdr-backup files`, OBJECT_MIB of incompressible files each (three
+# objects per archive: tar, index, manifest); the secondary endpoint is a
+# second s3s-fs server started here. Prints seconds, MB/s and objects/s of:
+#   rclone copy                 (client-side streaming, size/modtime check)
+#   cfdr-copy                   (SHA-256 of every object checked on read
+#                                and on write, manifests last, lock)
+#   cfdr-copy --verify-secondary on the finished copy (re-reads all)
+#   second runs of both         (nothing to transfer)
+# Both tools run 8 transfers at once. Needs rclone (Debian package; installed
+# here when missing and running as root).
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+
+if [[ -z "${CFDR_TEST_S3_ENDPOINT:-}" ]]; then
+  exec scripts/with-services "$0" "$@"
+fi
+# shellcheck source=scripts/lib/install.sh
+source "$REPO_ROOT/scripts/lib/install.sh"
+
+if ! command -v rclone >/dev/null 2>&1; then
+  cfdr_is_root || cfdr_die "rclone is missing: apt-get install -y rclone"
+  apt-get install -y -q rclone >/dev/null || cfdr_die "apt-get install rclone failed"
+fi
+
+size_mib=${1:-2048}
+object_mib=${2:-8}
+archives=$((size_mib / object_mib))
+jobs=8
+
+cargo build -q --release -p cfdr-copy-cli -p cfdr-backup -p cfdr-repo
+bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cfdr-copy-bench.XXXXXX")
+s3b_pid=""
+cleanup() {
+  [[ -n "$s3b_pid" ]] && kill "$s3b_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The second S3 endpoint: another s3s-fs with its own folder.
+port=$("$CFDR_VENV_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/s3b/secondary"
+"$CFDR_S3S_FS_BIN" --host 127.0.0.1 --port "$port" --access-key test --secret-key test "$work/s3b" \
+  >"$work/s3b.log" 2>&1 &
+s3b_pid=$!
+endpoint_b="http://127.0.0.1:$port"
+for _ in $(seq 100); do
+  curl -s -o /dev/null "$endpoint_b" && break
+  sleep 0.1
+done
+
+export AWS_ACCESS_KEY_ID=$CFDR_TEST_S3_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$CFDR_TEST_S3_SECRET_ACCESS_KEY
+export AWS_REGION=${CFDR_TEST_S3_REGION:-us-east-1}
+primary="s3://$CFDR_TEST_S3_BUCKET/copy-bench-$$"
+
+# The primary: file archives made locally, then copied to S3 (not timed).
+echo "making $archives file archives of $object_mib MiB in $primary ..." >&2
+mkdir -p "$work/tree"
+"$bin/cfdr-repo" -r "file://$work/local" init >/dev/null
+for _ in $(seq "$archives"); do
+  head -c "$((object_mib << 20))" /dev/urandom >"$work/tree/app.log"
+  "$bin/cfdr-backup" -r "file://$work/local" files --class logs --path "$work/tree" >/dev/null
+done
+cat >"$work/setup.toml" <<EOF
+[repository]
+url = "file://$work/local"
+[[copy]]
+name = "primary"
+url = "$primary"
+[copy.s3]
+endpoint = "$CFDR_TEST_S3_ENDPOINT"
+EOF
+"$bin/cfdr-copy" --config "$work/setup.toml" --quiet
+rm -rf "$work/local" "$work/tree"
+
+cat >"$work/bench.toml" <<EOF
+[repository]
+url = "$primary"
+[repository.s3]
+endpoint = "$CFDR_TEST_S3_ENDPOINT"
+[[copy]]
+name = "region-b"
+url = "s3://secondary/cfdr"
+[copy.s3]
+endpoint = "$endpoint_b"
+EOF
+
+export RCLONE_CONFIG_A_TYPE=s3 RCLONE_CONFIG_A_PROVIDER=Other RCLONE_CONFIG_A_ENDPOINT=$CFDR_TEST_S3_ENDPOINT
+export RCLONE_CONFIG_A_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_A_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$endpoint_b
+export RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+
+now() { date +%s.%N; }
+row() { # NAME SECONDS BYTES OBJECTS
+  printf '%-36s %8.2f %9.1f %11.1f %8d\n' "$1" "$2" "$(echo "$3 / 1000000 / $2" | bc -l)" \
+    "$(echo "$4 / $2" | bc -l)" "$4"
+}
+field() { # JSON-REPORT FIELD SUBFIELD
+  "$CFDR_VENV_PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r[sys.argv[2]][sys.argv[3]])' "$@"
+}
+
+printf '%-36s %8s %9s %11s %8s\n' "case" "seconds" "MB/s" "objects/s" "objects"
+rclone_src="a:$CFDR_TEST_S3_BUCKET/copy-bench-$$"
+total_bytes=$(rclone size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+total_objects=$(rclone size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+
+start=$(now)
+rclone copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone
+row "rclone copy" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
+
+start=$(now)
+"$bin/cfdr-copy" --config "$work/bench.toml" --concurrency "$jobs" --json >"$work/first.json"
+secs=$(echo "$(now) - $start" | bc -l)
+row "cfdr-copy" "$secs" "$(field "$work/first.json" copied bytes)" "$(field "$work/first.json" copied objects)"
+
+start=$(now)
+"$bin/cfdr-copy" --config "$work/bench.toml" --concurrency "$jobs" --verify-secondary --json >"$work/audit.json"
+secs=$(echo "$(now) - $start" | bc -l)
+row "cfdr-copy --verify-secondary (audit)" "$secs" "$(field "$work/audit.json" already_there bytes)" \
+  "$(field "$work/audit.json" already_there objects)"
+
+start=$(now)
+rclone copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone
+row "rclone copy, second run" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
+
+start=$(now)
+"$bin/cfdr-copy" --config "$work/bench.toml" --concurrency "$jobs" --json >"$work/second.json"
+secs=$(echo "$(now) - $start" | bc -l)
+row "cfdr-copy, second run" "$secs" "$(field "$work/second.json" already_there bytes)" \
+  "$(field "$work/second.json" already_there objects)"
+echo "second run of cfdr-copy transferred $(field "$work/second.json" copied objects) objects" >&2
