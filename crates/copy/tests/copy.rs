@@ -199,7 +199,13 @@ async fn same_content(primary: &Repository, secondary: &Store) {
 async fn copies_to_every_backend_completely_and_a_second_run_transfers_nothing() {
     let (_p, repo) = primary().await;
     let fixture = fill(&repo, 1, 2).await;
-    for backend in [Backend::Fs, Backend::S3, Backend::Azblob, Backend::Gcs] {
+    for backend in [
+        Backend::Fs,
+        Backend::S3,
+        Backend::S3Moto,
+        Backend::Azblob,
+        Backend::Gcs,
+    ] {
         let Some(loc) = TestLocation::new(backend, "copy-to") else {
             continue;
         };
