@@ -189,7 +189,7 @@ async fn killed_mid_copy_to_s3_then_run_again_completes_correctly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_at_once_one_wins_the_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, id) = primary(dir.path(), 8).await;
+    let (repo, id) = primary(dir.path(), 12).await;
     let secondary = dir.path().join("secondary");
     let config = dir.path().join("cfdr.toml");
     std::fs::write(
@@ -208,20 +208,33 @@ async fn two_copies_at_once_one_wins_the_lock() {
             .spawn()
             .unwrap()
     };
-    let (a, b) = (spawn(), spawn());
-    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
-    let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap()).collect();
-    codes.sort();
+    // The second starts while the first holds the lock and is copying.
+    let first = spawn();
+    let locks = secondary.join("locks/copy");
+    let start = Instant::now();
+    while std::fs::read_dir(&locks).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the first copy took no lock"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let second = spawn();
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap()).collect();
     assert_eq!(codes, [0, 3], "{}\n---\n{}", text(&outs[0]), text(&outs[1]));
-    let loser = outs.iter().find(|o| o.status.code() == Some(3)).unwrap();
+    let loser = &outs[1];
     assert!(
         text(loser).contains("another cfdr-copy to") && text(loser).contains("is running"),
         "{}",
         text(loser)
     );
-    let winner = outs.iter().find(|o| o.status.success()).unwrap();
+    let winner = &outs[0];
     assert!(
-        text(winner).contains("copied        10 objects"),
+        text(winner).contains("copied        14 objects"),
         "{}",
         text(winner)
     );
