@@ -99,8 +99,10 @@ export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_EN
 export RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 
 # rclone 1.60's AWS SDK fails on any AWS_CA_BUNDLE with its own HTTP
-# transport; both endpoints here are plain http.
-rc() { env -u AWS_CA_BUNDLE rclone "$@"; }
+# transport (both endpoints here are plain http), and its recursive
+# listing sends an empty delimiter that s3s-fs answers with nothing:
+# it lists folder by folder instead.
+rc() { env -u AWS_CA_BUNDLE rclone --disable ListR "$@"; }
 now() { date +%s.%N; }
 row() { # NAME SECONDS BYTES OBJECTS
   printf '%-36s %8.2f %9.1f %11.1f %8d\n' "$1" "$2" "$(echo "$3 / 1000000 / $2" | bc -l)" \
