@@ -13,7 +13,7 @@
 #   cfdr-copy --verify-secondary on the finished copy (re-reads all)
 #   second runs of both         (nothing to transfer)
 # Both tools run 8 transfers at once. Needs rclone (Debian package; installed
-# here when missing and running as root).
+# here when missing and running as root); CFDR_BENCH_NO_RCLONE=1 skips it.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -24,7 +24,8 @@ fi
 # shellcheck source=scripts/lib/install.sh
 source "$REPO_ROOT/scripts/lib/install.sh"
 
-if ! command -v rclone >/dev/null 2>&1; then
+with_rclone=$([[ -n "${CFDR_BENCH_NO_RCLONE:-}" ]] && echo false || echo true)
+if $with_rclone && ! command -v rclone >/dev/null 2>&1; then
   cfdr_is_root || cfdr_die "rclone is missing: apt-get install -y rclone"
   apt-get install -y -q rclone >/dev/null || cfdr_die "apt-get install rclone failed"
 fi
@@ -114,12 +115,14 @@ field() { # JSON-REPORT FIELD SUBFIELD
 
 printf '%-36s %8s %9s %11s %8s\n' "case" "seconds" "MB/s" "objects/s" "objects"
 rclone_src="a:$CFDR_TEST_S3_BUCKET/copy-bench-$$"
-total_bytes=$(rc size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
-total_objects=$(rc size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+if $with_rclone; then
+  total_bytes=$(rc size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+  total_objects=$(rc size --json "$rclone_src" | "$CFDR_VENV_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+fi
 
 start=$(now)
-rc copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone
-row "rclone copy" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
+$with_rclone && rc copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone &&
+  row "rclone copy" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
 
 start=$(now)
 "$bin/cfdr-copy" --config "$work/bench.toml" --concurrency "$jobs" --json >"$work/first.json"
@@ -133,8 +136,8 @@ row "cfdr-copy --verify-secondary (audit)" "$secs" "$(field "$work/audit.json" a
   "$(field "$work/audit.json" already_there objects)"
 
 start=$(now)
-rc copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone
-row "rclone copy, second run" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
+$with_rclone && rc copy --transfers "$jobs" --checkers "$jobs" "$rclone_src" b:secondary/rclone &&
+  row "rclone copy, second run" "$(echo "$(now) - $start" | bc -l)" "$total_bytes" "$total_objects"
 
 start=$(now)
 "$bin/cfdr-copy" --config "$work/bench.toml" --concurrency "$jobs" --json >"$work/second.json"
