@@ -1,6 +1,7 @@
 //! Every relative link in README.md and docs/*.md resolves: the file or
 //! folder exists, and a `#anchor` into a Markdown file names one of its
-//! headings (GitHub's anchors). Every docs page is linked from the README.
+//! headings (GitHub's anchors). Every docs page is linked from the README,
+//! which stays a front page.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -237,4 +238,14 @@ fn a_missing_file_or_anchor_is_reported_and_code_is_not_read() {
         problems[1]
     );
     assert!(problems[2].contains("no heading #z"), "{}", problems[2]);
+}
+
+#[test]
+fn the_readme_stays_a_front_page() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines < 300,
+        "README.md has {lines} lines: reference material belongs in a docs/ page linked from it"
+    );
 }
