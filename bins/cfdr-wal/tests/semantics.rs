@@ -152,7 +152,7 @@ async fn fetch_missing_is_quiet_and_damage_is_fatal() {
     );
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(&path).unwrap());
 
-    // The manual path of the README: strip the header line, zstd -d.
+    // The manual path of docs/wal-archiving.md: strip the header line, zstd -d.
     let Some(zstd) = cfdr_testing::tool("zstd", "zstd", test) else {
         return;
     };

@@ -21,7 +21,7 @@
 //! session settings, server compression), `[wal]` is
 //! `cfdr_pg::wal::WalOptions` and `[incident]` is
 //! `cfdr_incident::IncidentConfig`; none has environment overrides. The
-//! README's "Configuration reference" lists every key with its default (a
+//! reference page docs/configuration.md lists every key with its default (a
 //! test keeps it complete).
 //!
 //! The recovery-objectives guard reads `[guard]` and `[objectives]`
@@ -335,10 +335,12 @@ mod tests {
 
     #[test]
     fn the_readme_reference_parses_and_lists_every_key() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
-        let section = &readme[readme.find("## Configuration reference").unwrap()..];
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        let section = &readme[readme.find("# Configuration reference").unwrap()..];
         let start = section.find("```toml\n").unwrap() + "```toml\n".len();
         let block = &section[start..start + section[start..].find("```").unwrap()];
         Config::from_toml(block).unwrap();
@@ -359,7 +361,10 @@ mod tests {
                 missing.push(format!("{header} {key}"));
             }
         }
-        assert!(missing.is_empty(), "README reference lacks {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md reference lacks {missing:?}"
+        );
     }
 
     #[test]
