@@ -889,7 +889,12 @@ impl Store {
         for (key, r) in results {
             match r {
                 Ok(()) => {}
-                Err(e) if e.kind() == opendal::ErrorKind::PermissionDenied => {
+                // A locked version: AWS answers 403, some S3 servers 400,
+                // always with the code AccessDenied.
+                Err(e)
+                    if e.kind() == opendal::ErrorKind::PermissionDenied
+                        || format!("{e:?}").contains("AccessDenied") =>
+                {
                     refused.insert(key);
                 }
                 Err(e) => return Err(self.map_err("delete version", &key, e)),
