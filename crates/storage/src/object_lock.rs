@@ -40,6 +40,10 @@ use crate::wal_archive::WAL_PREFIX;
 /// locks, prune's pending-deletion record): never locked, or a lock would
 /// block the next prune or backup.
 const UNLOCKED_PREFIXES: [&str; 2] = ["locks/", "prune/"];
+/// Backup kinds that are not backups: `cfdr-repo selftest`'s sample,
+/// deleted right after it is read back (locking it would keep 64 MiB per
+/// run for years).
+const UNLOCKED_KINDS: [&str; 1] = ["selftest"];
 
 /// Object Lock retention mode (`[repository] object-lock`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +67,15 @@ impl LockMode {
             LockMode::Off => None,
             LockMode::Governance => Some("GOVERNANCE"),
             LockMode::Compliance => Some("COMPLIANCE"),
+        }
+    }
+
+    /// The name in the config file (`off`, `governance`, `compliance`).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            LockMode::Off => "off",
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
         }
     }
 
@@ -201,6 +214,9 @@ impl LockPeriods {
         if let Some(rest) = key.strip_prefix(BACKUPS_PREFIX) {
             let id = rest.split('/').next().unwrap_or_default();
             let kind = BackupId::parse(id).ok().map(|id| id.kind().to_owned());
+            if kind.as_deref().is_some_and(|k| UNLOCKED_KINDS.contains(&k)) {
+                return None;
+            }
             return Some(kind.and_then(|k| self.kinds.get(&k).copied()).unwrap_or(self.other));
         }
         if key.starts_with(WAL_PREFIX) {
@@ -948,7 +964,7 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
         if options.object_lock != LockMode::Off {
             check.problems.push(format!(
                 "object-lock = \"{}\" is set but {} is not an S3 repository: every write fails; set `object-lock = \"off\"`",
-                options.object_lock, check.location
+                options.object_lock.config_name(), check.location
             ));
         }
         check.warnings.push(
@@ -967,7 +983,7 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
         if options.object_lock != LockMode::Off {
             check.problems.push(format!(
                 "object-lock = \"{}\" is set but bucket {} has no Object Lock: every write fails; create the bucket with Object Lock enabled",
-                options.object_lock, loc.bucket
+                options.object_lock.config_name(), loc.bucket
             ));
         }
         check.warnings.push(format!(
@@ -1014,7 +1030,9 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
         .rev()
         .find_map(|f| {
             let id = f.key.strip_prefix(BACKUPS_PREFIX)?.trim_end_matches('/');
-            BackupId::parse(id).ok().map(|id| id.manifest_key())
+            let key = BackupId::parse(id).ok()?.manifest_key();
+            // Self-test samples are never locked: not what backups get.
+            options.lock_periods.window(&key).map(|_| key)
         })
         .unwrap_or_else(|| CONFIG_KEY.to_owned());
     let mut tried = vec![key];
@@ -1099,6 +1117,8 @@ mod tests {
         assert_eq!(p.window("incidents/INC-1/event.json").unwrap().to_string(), "7y");
         assert!(p.window("locks/prune/lease.json").is_none());
         assert!(p.window("prune/pending.json").is_none());
+        let id = BackupId::new(Timestamp::now(), "selftest").unwrap();
+        assert!(p.window(&id.manifest_key()).is_none());
         assert_eq!(p.longest(Timestamp::now()).to_string(), "7y");
     }
 
