@@ -111,11 +111,15 @@ fn check_on_a_bucket_without_lock_warns_and_fails_when_cfdr_should_lock() {
     assert!(text.contains("versioning: Off"), "{text}");
     assert!(text.contains("bucket object lock: not enabled"), "{text}");
     assert!(
-        text.contains("WARNING: bucket ") && text.contains("can be deleted with the repository's own credentials"),
+        text.contains("WARNING: bucket ")
+            && text.contains("can be deleted with the repository's own credentials"),
         "{text}"
     );
 
     let (out, text) = check(&loc, "object-lock = \"compliance\"", &[]);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("PROBLEM: object-lock = \"compliance\" is set but bucket"), "{text}");
+    assert!(
+        text.contains("PROBLEM: object-lock = \"compliance\" is set but bucket"),
+        "{text}"
+    );
 }

@@ -52,8 +52,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cfdr_secrets::{Identities, Recipients};
 use cfdr_retention::{DataClass, Policy};
+use cfdr_secrets::{Identities, Recipients};
 use cfdr_storage::{Compression, EncodeOptions, LockPeriod, LockPeriods, StorageOptions};
 use serde::{Deserialize, Serialize};
 
@@ -491,7 +491,10 @@ mod tests {
             "[repository]\nurl = 's3://b/p'\nobject-lock = 'compliance'\nobject-lock-margin = '14d'\n",
         )
         .unwrap();
-        assert_eq!(cfg.repository.object_lock, cfdr_storage::LockMode::Compliance);
+        assert_eq!(
+            cfg.repository.object_lock,
+            cfdr_storage::LockMode::Compliance
+        );
         assert_eq!(cfg.repository.object_lock_margin.to_string(), "14d");
         let p = &cfg.repository.lock_periods;
         // The runbook's windows: audit and trading records 7 years, logs
@@ -499,10 +502,16 @@ mod tests {
         // 1-year archive, indefinite classes the longest finite window.
         let shown = |k: &str| p.kinds[k].to_string();
         assert_eq!(
-            ["audit", "trading", "logs", "logical", "physical", "config", "secrets"].map(shown),
+            [
+                "audit", "trading", "logs", "logical", "physical", "config", "secrets"
+            ]
+            .map(shown),
             ["7y", "7y", "90d", "1y", "1y", "7y", "7y"]
         );
-        assert_eq!((p.wal.to_string(), p.other.to_string()), ("1y".into(), "7y".into()));
+        assert_eq!(
+            (p.wal.to_string(), p.other.to_string()),
+            ("1y".into(), "7y".into())
+        );
 
         let cfg = Config::from_toml(
             "[retention.classes.database]\nkeep-daily = 10\n[retention.classes.database-archive]\nkeep-monthly = 3\n",
@@ -510,7 +519,10 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.repository.object_lock, cfdr_storage::LockMode::Off);
         assert_eq!(cfg.repository.object_lock_margin.to_string(), "30d");
-        assert_eq!(cfg.repository.lock_periods.kinds["logical"].to_string(), "3mo");
+        assert_eq!(
+            cfg.repository.lock_periods.kinds["logical"].to_string(),
+            "3mo"
+        );
 
         for (bad, names) in [
             ("[repository]\nobject-lock = 'strict'", "strict"),

@@ -165,8 +165,7 @@ pub async fn prune(repo: &Repository, config: &Config, options: &Options) -> Res
     let inventory = Inventory::read(repo).await?;
     let (mut report, mut pending) = decide(&inventory, config, options, at)?;
     keep_locked(repo, &mut report, &mut pending).await?;
-    let (deleted, locked) =
-        execute::execute(store, &guard, &report.deletions, &pending).await?;
+    let (deleted, locked) = execute::execute(store, &guard, &report.deletions, &pending).await?;
     report.deleted = deleted;
     report.locked_objects = locked;
     guard.release().await;
@@ -192,7 +191,9 @@ async fn keep_locked(repo: &Repository, report: &mut Report, pending: &mut Pendi
             .await
             .map_err(Error::storage("reading the lock of a backup"))?;
         if let Some(r) = retention.filter(|r| r.holds_at(now)) {
-            let prefix = manifest.trim_end_matches(cfdr_storage::MANIFEST_NAME).to_owned();
+            let prefix = manifest
+                .trim_end_matches(cfdr_storage::MANIFEST_NAME)
+                .to_owned();
             held.push((prefix, r));
         }
     }

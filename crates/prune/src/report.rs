@@ -164,10 +164,18 @@ impl Report {
         for o in &self.locked_objects {
             match &o.retention {
                 Some(r) => {
-                    let _ = writeln!(out, "locked: {} ({} until {}): left in place", o.key, r.mode, r.until);
+                    let _ = writeln!(
+                        out,
+                        "locked: {} ({} until {}): left in place",
+                        o.key, r.mode, r.until
+                    );
                 }
                 None => {
-                    let _ = writeln!(out, "locked: {} (the server refused the delete): left in place", o.key);
+                    let _ = writeln!(
+                        out,
+                        "locked: {} (the server refused the delete): left in place",
+                        o.key
+                    );
                 }
             }
         }

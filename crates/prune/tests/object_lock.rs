@@ -64,10 +64,22 @@ async fn prune_skips_and_reports_locked_objects_and_deletes_the_rest() {
         ),
         ..Options::default()
     };
-    let dry = prune(&repo, &config, &Options { dry_run: true, ..options.clone() })
-        .await
-        .unwrap();
-    assert_eq!(dry.locked_backups.len(), 1, "{}", dry.render(false, |b| b.to_string()));
+    let dry = prune(
+        &repo,
+        &config,
+        &Options {
+            dry_run: true,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        dry.locked_backups.len(),
+        1,
+        "{}",
+        dry.render(false, |b| b.to_string())
+    );
 
     let report = prune(&repo, &config, &options).await.unwrap();
     let text = report.render(false, |b| b.to_string());
@@ -76,19 +88,33 @@ async fn prune_skips_and_reports_locked_objects_and_deletes_the_rest() {
     // The locked backup is kept whole and named with its lock date.
     assert_eq!(report.locked_backups.len(), 1, "{text}");
     assert_eq!(report.locked_backups[0].id, ids[0].as_str());
-    assert_eq!(report.locked_backups[0].retention.mode, LockMode::Compliance);
-    assert!(text.contains(&format!("locked: backup {}", ids[0])), "{text}");
+    assert_eq!(
+        report.locked_backups[0].retention.mode,
+        LockMode::Compliance
+    );
+    assert!(
+        text.contains(&format!("locked: backup {}", ids[0])),
+        "{text}"
+    );
     // The locked leftover stays and is named; prune did not fail.
     assert_eq!(report.locked_objects.len(), 1, "{text}");
     assert_eq!(report.locked_objects[0].key, leftover);
     assert!(text.contains(&format!("locked: {leftover}")), "{text}");
 
     let left: Vec<_> = repo.backup_ids().await.unwrap();
-    assert_eq!(left, ids, "the locked backup is still listed and the old one gone");
+    assert_eq!(
+        left, ids,
+        "the locked backup is still listed and the old one gone"
+    );
     // The unlocked backup is gone for good: no version is left behind.
     let op = locked.operator().unwrap();
     for key in [old.id.manifest_key(), old.objects[0].key.clone()] {
-        let mut lister = op.lister_with(&key).versions(true).deleted(true).await.unwrap();
+        let mut lister = op
+            .lister_with(&key)
+            .versions(true)
+            .deleted(true)
+            .await
+            .unwrap();
         use futures::StreamExt;
         let mut versions = 0;
         while let Some(e) = lister.next().await {
@@ -126,7 +152,11 @@ async fn a_logical_backup_restores_from_a_locked_repository() {
         .unwrap();
     for o in &manifest.objects {
         let r = store.retention(&o.key).await.unwrap();
-        assert!(r.is_some_and(|r| r.mode == LockMode::Compliance), "{} is not locked", o.key);
+        assert!(
+            r.is_some_and(|r| r.mode == LockMode::Compliance),
+            "{} is not locked",
+            o.key
+        );
     }
     let report = repo.verify(&manifest).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.failures);

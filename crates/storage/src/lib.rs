@@ -62,11 +62,11 @@ pub use location::{
     RetryOptions, S3Options, StorageOptions, TimeoutOptions, default_lock_margin,
 };
 pub use lock::{Lease, LockRecord};
+pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
 pub use object_lock::{
     LockCheck, LockMode, LockPeriod, LockPeriods, LockedObject, Retention, VersionedDeletes,
     check_object_lock,
 };
-pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
 pub use repo::{
     BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, Catalog, DamagedManifest,
     FORMAT_VERSION, Leftover, MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION,

@@ -117,11 +117,7 @@ impl LockPeriod {
     /// This period plus `other`.
     pub fn plus(&self, other: &LockPeriod) -> LockPeriod {
         let anchor = Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC);
-        LockPeriod(
-            self.0
-                .checked_add((other.0, &anchor))
-                .unwrap_or(self.0),
-        )
+        LockPeriod(self.0.checked_add((other.0, &anchor)).unwrap_or(self.0))
     }
 
     /// Orders two periods by their length from `at`.
@@ -163,10 +159,9 @@ impl FromStr for LockPeriod {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let span: Span = s
-            .trim()
-            .parse()
-            .map_err(|e| format!("{s:?} is not a period like \"30d\", \"7y\" or \"1y 6mo\" ({e})"))?;
+        let span: Span = s.trim().parse().map_err(|e| {
+            format!("{s:?} is not a period like \"30d\", \"7y\" or \"1y 6mo\" ({e})")
+        })?;
         if span.is_negative() {
             return Err(format!("{s:?} is negative"));
         }
@@ -217,7 +212,10 @@ impl LockPeriods {
             if kind.as_deref().is_some_and(|k| UNLOCKED_KINDS.contains(&k)) {
                 return None;
             }
-            return Some(kind.and_then(|k| self.kinds.get(&k).copied()).unwrap_or(self.other));
+            return Some(
+                kind.and_then(|k| self.kinds.get(&k).copied())
+                    .unwrap_or(self.other),
+            );
         }
         if key.starts_with(WAL_PREFIX) {
             return Some(self.wal);
@@ -625,10 +623,7 @@ impl S3Api {
         let Some(mode) = retention.mode.s3_name() else {
             return Ok(());
         };
-        let until = retention
-            .until
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let until = retention.until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode><RetainUntilDate>{until}</RetainUntilDate></Retention>"
         );
@@ -657,7 +652,8 @@ impl S3Api {
             return Ok(());
         }
         let detail = answer.detail();
-        let hint = if detail.contains("InvalidRequest") || detail.contains("ObjectLockConfiguration")
+        let hint = if detail.contains("InvalidRequest")
+            || detail.contains("ObjectLockConfiguration")
         {
             format!(
                 "bucket {} has no Object Lock: create it with Object Lock enabled (it cannot be switched on for most existing buckets), or set `object-lock = \"off\"` in [repository]",
@@ -688,7 +684,14 @@ impl S3Api {
             url.push_str(&format!("?versionId={}", utf8_percent_encode(v, QUERY)));
         }
         let answer = self
-            .send("HeadObject", key, http::Method::HEAD, url, Bytes::new(), &[])
+            .send(
+                "HeadObject",
+                key,
+                http::Method::HEAD,
+                url,
+                Bytes::new(),
+                &[],
+            )
             .await?;
         if answer.status == 404 {
             return Ok(None);
@@ -714,11 +717,8 @@ impl S3Api {
             (Some(mode), Some(until)) => Some(Retention { mode, until }),
             _ => None,
         };
-        let written = header("last-modified").and_then(|t| {
-            jiff::fmt::rfc2822::parse(&t)
-                .ok()
-                .map(|z| z.timestamp())
-        });
+        let written = header("last-modified")
+            .and_then(|t| jiff::fmt::rfc2822::parse(&t).ok().map(|z| z.timestamp()));
         Ok(Some((retention, written)))
     }
 
@@ -919,7 +919,13 @@ impl Store {
         let mut locked = Vec::new();
         for key in &refused {
             let retention = match &self.lock {
-                Some(lock) => lock.api.head(key, None).await.ok().flatten().and_then(|(r, _)| r),
+                Some(lock) => lock
+                    .api
+                    .head(key, None)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|(r, _)| r),
                 None => None,
             };
             locked.push(LockedObject {
@@ -1004,7 +1010,8 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
     if let Some(d) = &default {
         if d.mode == LockMode::Governance {
             check.warnings.push(
-                "the bucket's default retention is GOVERNANCE: it can be bypassed; use COMPLIANCE".into(),
+                "the bucket's default retention is GOVERNANCE: it can be bypassed; use COMPLIANCE"
+                    .into(),
             );
         }
         if options.object_lock == LockMode::Off
@@ -1049,12 +1056,14 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
             .and_then(|w| written.and_then(|t| w.after(t)));
         match &retention {
             None if options.object_lock != LockMode::Off || enabled => {
-                check.warnings.push(format!("{key} has no retention: it can be deleted"));
-            }
-            Some(r) if r.mode == LockMode::Governance => {
                 check
                     .warnings
-                    .push(format!("{key} is locked in GOVERNANCE mode: it can be bypassed"));
+                    .push(format!("{key} has no retention: it can be deleted"));
+            }
+            Some(r) if r.mode == LockMode::Governance => {
+                check.warnings.push(format!(
+                    "{key} is locked in GOVERNANCE mode: it can be bypassed"
+                ));
             }
             _ => {}
         }
@@ -1113,8 +1122,16 @@ mod tests {
         assert_eq!(p.window(&audit).unwrap().to_string(), "7y");
         let id = BackupId::new("2026-01-02T03:04:05Z".parse().unwrap(), "logical").unwrap();
         assert_eq!(p.window(&id.manifest_key()).unwrap().to_string(), "1y");
-        assert_eq!(p.window("wal/0000000100000000000000A1").unwrap().to_string(), "1y");
-        assert_eq!(p.window("incidents/INC-1/event.json").unwrap().to_string(), "7y");
+        assert_eq!(
+            p.window("wal/0000000100000000000000A1")
+                .unwrap()
+                .to_string(),
+            "1y"
+        );
+        assert_eq!(
+            p.window("incidents/INC-1/event.json").unwrap().to_string(),
+            "7y"
+        );
         assert!(p.window("locks/prune/lease.json").is_none());
         assert!(p.window("prune/pending.json").is_none());
         let id = BackupId::new(Timestamp::now(), "selftest").unwrap();
@@ -1128,9 +1145,17 @@ mod tests {
         assert_eq!("P1Y".parse::<LockPeriod>().unwrap().to_string(), "1y");
         let e = "thirty days".parse::<LockPeriod>().unwrap_err();
         assert!(e.contains("thirty days"), "{e}");
-        assert!("-3d".parse::<LockPeriod>().unwrap_err().contains("negative"));
+        assert!(
+            "-3d"
+                .parse::<LockPeriod>()
+                .unwrap_err()
+                .contains("negative")
+        );
         let t: Timestamp = "2026-01-31T00:00:00Z".parse().unwrap();
-        let until = "1y".parse::<LockPeriod>().unwrap().plus(&"30d".parse().unwrap());
+        let until = "1y"
+            .parse::<LockPeriod>()
+            .unwrap()
+            .plus(&"30d".parse().unwrap());
         assert_eq!(until.after(t).unwrap().to_string(), "2027-03-02T00:00:00Z");
     }
 
@@ -1140,6 +1165,9 @@ mod tests {
         assert_eq!(xml_tag(doc, "ObjectLockEnabled"), Some("Enabled"));
         let rule = xml_tag(doc, "DefaultRetention").unwrap();
         assert_eq!(xml_tag(rule, "Days"), Some("30"));
-        assert_eq!(xml_tag("<Message><![CDATA[x y]]></Message>", "Message"), Some("x y"));
+        assert_eq!(
+            xml_tag("<Message><![CDATA[x y]]></Message>", "Message"),
+            Some("x y")
+        );
     }
 }

@@ -4,9 +4,7 @@
 //! `object-lock` set behaves as before.
 #![allow(clippy::unwrap_used)]
 
-use cfdr_storage::{
-    LockMode, LockPeriods, Repository, StorageOptions, Store, check_object_lock,
-};
+use cfdr_storage::{LockMode, LockPeriods, Repository, StorageOptions, Store, check_object_lock};
 use cfdr_testing::TestLocation;
 use jiff::Timestamp;
 
@@ -65,18 +63,36 @@ async fn every_write_is_locked_and_the_repository_credentials_cannot_delete_it()
     // Each object carries its class's window plus the margin: 1y + 30d
     // for a logical backup, 7y + 30d for cfdr.json.
     let data = &manifest.objects[0].key;
-    let r = store.retention(data).await.unwrap().expect("the data is locked");
+    let r = store
+        .retention(data)
+        .await
+        .unwrap()
+        .expect("the data is locked");
     assert_eq!(r.mode, LockMode::Compliance);
-    let low = before.to_zoned(jiff::tz::TimeZone::UTC).checked_add(jiff::Span::new().years(1).days(30)).unwrap().timestamp();
+    let low = before
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_add(jiff::Span::new().years(1).days(30))
+        .unwrap()
+        .timestamp();
     assert!(
         r.until >= low.checked_sub(jiff::SignedDuration::from_secs(2)).unwrap()
-            && r.until < low.checked_add(jiff::SignedDuration::from_secs(120)).unwrap(),
+            && r.until
+                < low
+                    .checked_add(jiff::SignedDuration::from_secs(120))
+                    .unwrap(),
         "{r:?} vs {low}"
     );
-    let m = store.retention(&manifest.id.manifest_key()).await.unwrap().unwrap();
+    let m = store
+        .retention(&manifest.id.manifest_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.mode, LockMode::Compliance);
     let cfg = store.retention("cfdr.json").await.unwrap().unwrap();
-    assert!(cfg.until.duration_since(before).as_hours() > 7 * 365 * 24, "{cfg:?}");
+    assert!(
+        cfg.until.duration_since(before).as_hours() > 7 * 365 * 24,
+        "{cfg:?}"
+    );
 
     // A versioned DELETE with the repository's own credentials is refused.
     let found = versions(&store, data).await;
@@ -95,18 +111,27 @@ async fn every_write_is_locked_and_the_repository_credentials_cannot_delete_it()
     assert!(format!("{err:?}").contains("AccessDenied"), "{err:?}");
 
     // cfdr's own versioned delete leaves it and names it, without failing.
-    let out = store.delete_versions(std::slice::from_ref(data)).await.unwrap();
+    let out = store
+        .delete_versions(std::slice::from_ref(data))
+        .await
+        .unwrap();
     assert_eq!(out.deleted, 0);
     assert_eq!(out.locked.len(), 1);
     assert_eq!(out.locked[0].key, *data);
-    assert_eq!(out.locked[0].retention.as_ref().unwrap().mode, LockMode::Compliance);
+    assert_eq!(
+        out.locked[0].retention.as_ref().unwrap().mode,
+        LockMode::Compliance
+    );
 
     // A plain delete only hides it: the locked version is still there and
     // the backup restores from it by version.
     store.delete_many([data.as_str()]).await.unwrap();
     assert!(store.stat(data).await.unwrap().is_none());
     let all = versions(&store, data).await;
-    assert!(all.iter().any(|(v, deleted)| *v == version && !deleted), "{all:?}");
+    assert!(
+        all.iter().any(|(v, deleted)| *v == version && !deleted),
+        "{all:?}"
+    );
     let back = store
         .operator()
         .unwrap()
@@ -126,17 +151,38 @@ async fn without_object_lock_nothing_is_locked_and_deletes_are_as_before() {
     assert_eq!(loc.options.object_lock, LockMode::Off);
     let store = loc.options.build().unwrap();
     assert_eq!(store.lock_mode(), LockMode::Off);
-    store.put("wal/000000010000000000000001", &b"wal"[..]).await.unwrap();
+    store
+        .put("wal/000000010000000000000001", &b"wal"[..])
+        .await
+        .unwrap();
     let probe = locked(&loc.options, LockMode::Compliance).build().unwrap();
     assert_eq!(
-        probe.retention("wal/000000010000000000000001").await.unwrap(),
+        probe
+            .retention("wal/000000010000000000000001")
+            .await
+            .unwrap(),
         None,
         "an object written without object-lock has no retention"
     );
     // `retention` sends nothing when object lock is off.
-    assert_eq!(store.retention("wal/000000010000000000000001").await.unwrap(), None);
-    store.delete_many(["wal/000000010000000000000001"]).await.unwrap();
-    assert!(store.stat("wal/000000010000000000000001").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .retention("wal/000000010000000000000001")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .delete_many(["wal/000000010000000000000001"])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .stat("wal/000000010000000000000001")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -176,20 +222,33 @@ async fn check_reports_versioning_lock_and_weak_settings() {
     assert!(c.warnings.is_empty(), "{}", c.render());
     let sample = c.sample.as_ref().unwrap();
     assert!(sample.key.ends_with("manifest.json"), "{sample:?}");
-    assert_eq!(sample.retention.as_ref().unwrap().mode, LockMode::Compliance);
+    assert_eq!(
+        sample.retention.as_ref().unwrap().mode,
+        LockMode::Compliance
+    );
 
     // GOVERNANCE is reported as weaker.
     let gov = check_object_lock(&locked(&loc.options, LockMode::Governance))
         .await
         .unwrap();
-    assert!(gov.warnings.iter().any(|w| w.contains("governance")), "{}", gov.render());
+    assert!(
+        gov.warnings.iter().any(|w| w.contains("governance")),
+        "{}",
+        gov.render()
+    );
 
     // Configured windows longer than what the newest manifest got.
     let mut longer = opts.clone();
-    longer.lock_periods.kinds.insert("logical".into(), "3y".parse().unwrap());
+    longer
+        .lock_periods
+        .kinds
+        .insert("logical".into(), "3y".parse().unwrap());
     let short = check_object_lock(&longer).await.unwrap();
     assert!(
-        short.warnings.iter().any(|w| w.contains("before the end of its retention window")),
+        short
+            .warnings
+            .iter()
+            .any(|w| w.contains("before the end of its retention window")),
         "{}",
         short.render()
     );
@@ -201,7 +260,11 @@ async fn check_reports_versioning_lock_and_weak_settings() {
     assert!(c.is_ok());
     assert_eq!(c.versioning.as_deref(), Some("Off"));
     assert_eq!(c.bucket_lock, Some(false));
-    assert!(c.warnings.iter().any(|w| w.contains("no Object Lock")), "{}", c.render());
+    assert!(
+        c.warnings.iter().any(|w| w.contains("no Object Lock")),
+        "{}",
+        c.render()
+    );
     let c = check_object_lock(&locked(&plain.options, LockMode::Compliance))
         .await
         .unwrap();

@@ -154,14 +154,15 @@ impl TestLocation {
     /// S3 Object Lock enabled (which also turns versioning on) when
     /// `object_lock`; `None` (after a skip notice) without moto.
     pub fn moto_bucket(test: &str, object_lock: bool) -> Option<Self> {
-        let Some(mut loc) = Self::new(Backend::S3Moto, test) else {
-            return None;
-        };
+        let mut loc = Self::new(Backend::S3Moto, test)?;
         let endpoint = loc.options.s3.endpoint.clone()?;
         let bucket = format!("cfdr-{:016x}", rand::random::<u64>());
         let status = create_moto_bucket(&endpoint, &bucket, object_lock)
             .unwrap_or_else(|e| panic!("creating bucket {bucket} on moto at {endpoint}: {e}"));
-        assert!(status.contains(" 200"), "creating bucket {bucket}: {status}");
+        assert!(
+            status.contains(" 200"),
+            "creating bucket {bucket}: {status}"
+        );
         loc.options.url = Some(format!("s3://{bucket}/{}", unique(test)));
         Some(loc)
     }
