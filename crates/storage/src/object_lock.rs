@@ -1085,18 +1085,6 @@ pub async fn check_object_lock(options: &StorageOptions) -> Result<LockCheck> {
     Ok(check)
 }
 
-/// Windows by key kind, for tests and docs: `(what, window)`.
-pub fn describe_periods(periods: &LockPeriods) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = periods
-        .kinds
-        .iter()
-        .map(|(k, p)| (format!("backups of kind {k}"), p.to_string()))
-        .collect();
-    out.push(("WAL".into(), periods.wal.to_string()));
-    out.push(("everything else".into(), periods.other.to_string()));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
