@@ -15,6 +15,11 @@
 //! | `encryption.identity-file` | `CFDR_AGE_IDENTITY_FILE` | none |
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
+//! | `repository.object-lock` | - | `off` (`governance`, `compliance`) |
+//! | `repository.object-lock-margin` | - | `30d` |
+//!
+//! With `object-lock` on, each object's retention window comes from
+//! `[retention]` ([`Config::lock_periods`]); see docs/object-lock.md.
 //!
 //! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
 //! watched tables, extensions, restore hooks, smoke query, RTO, restore
@@ -47,8 +52,9 @@
 
 use std::path::{Path, PathBuf};
 
+use cfdr_retention::{DataClass, Policy};
 use cfdr_secrets::{Identities, Recipients};
-use cfdr_storage::{Compression, EncodeOptions, StorageOptions};
+use cfdr_storage::{Compression, EncodeOptions, LockPeriod, LockPeriods, StorageOptions};
 use serde::{Deserialize, Serialize};
 
 /// Errors while loading configuration.
@@ -150,6 +156,48 @@ pub struct Config {
     pub objectives: cfdr_guard::Objectives,
 }
 
+/// The longest rule of `policy` as a period from `now`; `None` when it
+/// keeps something forever (an unlimited count).
+fn policy_window(policy: &Policy, now: jiff::Timestamp) -> Option<LockPeriod> {
+    use cfdr_retention::{CalendarDuration, Count, Period};
+    if policy.keep_last == Count::Unlimited
+        || Period::ALL
+            .iter()
+            .any(|p| policy.count(*p) == Count::Unlimited)
+    {
+        return None;
+    }
+    let span = |d: CalendarDuration| -> Option<jiff::Span> {
+        jiff::Span::new()
+            .try_years(d.years)
+            .and_then(|s| s.try_months(d.months))
+            .and_then(|s| s.try_weeks(d.weeks))
+            .and_then(|s| s.try_days(d.days))
+            .and_then(|s| s.try_hours(d.hours))
+            .ok()
+    };
+    let mut spans = vec![span(policy.keep_within)?];
+    for p in Period::ALL {
+        spans.push(span(policy.within(p))?);
+        let Count::Limited(n) = policy.count(p) else {
+            continue;
+        };
+        let n = i64::from(n);
+        let counted = match p {
+            Period::Hourly => jiff::Span::new().try_hours(n),
+            Period::Daily => jiff::Span::new().try_days(n),
+            Period::Weekly => jiff::Span::new().try_weeks(n),
+            Period::Monthly => jiff::Span::new().try_months(n),
+            Period::Yearly => jiff::Span::new().try_years(n),
+        };
+        spans.push(counted.ok()?);
+    }
+    spans
+        .into_iter()
+        .map(LockPeriod)
+        .max_by(|a, b| a.cmp_at(b, now))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -157,10 +205,56 @@ fn env(name: &str) -> Option<String> {
 impl Config {
     /// Parses TOML text (no environment applied).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
             origin: "text".into(),
             reason: e.to_string(),
-        })
+        })?;
+        cfg.repository.lock_periods = cfg.lock_periods();
+        Ok(cfg)
+    }
+
+    /// How long each kind of object stays locked when `[repository]
+    /// object-lock` is on (before the margin): the retention window of its
+    /// data class. A class's window is its longest rule (`keep-within*`,
+    /// or N hours/days/weeks/months/years for `keep-hourly = N` ...;
+    /// `keep-last` has no length and counts for nothing). Logical and
+    /// physical backups and WAL take the longer of `database` and
+    /// `database-archive` (a key does not say which schedule made it).
+    /// Classes kept indefinitely, and objects of no class (incident
+    /// records, `cfdr.json`), take the longest finite window of all.
+    pub fn lock_periods(&self) -> LockPeriods {
+        let now = jiff::Timestamp::now();
+        let longer = |a: Option<LockPeriod>, b: Option<LockPeriod>| match (a, b) {
+            (Some(a), Some(b)) => Some(if a.cmp_at(&b, now).is_lt() { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let classes = &self.retention.classes;
+        let finite = DataClass::ALL
+            .into_iter()
+            .filter_map(|c| policy_window(classes.get(c), now))
+            .fold(None, |acc, w| longer(acc, Some(w)))
+            .unwrap_or_default();
+        let window = |c: DataClass| policy_window(classes.get(c), now).unwrap_or(finite);
+        let database = longer(
+            Some(window(DataClass::Database)),
+            Some(window(DataClass::DatabaseArchive)),
+        )
+        .unwrap_or(finite);
+        let kinds = cfdr_retention::Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                let period = match kind {
+                    cfdr_retention::Kind::Logical | cfdr_retention::Kind::Physical => database,
+                    _ => window(self.retention.data_class(kind, "")),
+                };
+                (kind.name().to_owned(), period)
+            })
+            .collect();
+        LockPeriods {
+            kinds,
+            wal: database,
+            other: finite,
+        }
     }
 
     /// Loads the file (explicit path, `$CFDR_CONFIG`, or the system file if
@@ -188,6 +282,7 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply_env()?;
+        cfg.repository.lock_periods = cfg.lock_periods();
         Ok(cfg)
     }
 
@@ -393,6 +488,55 @@ mod tests {
             err.contains("objectives.rpo") && err.contains("zero"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn object_lock_keys_and_windows_from_retention() {
+        let cfg = Config::from_toml(
+            "[repository]\nurl = 's3://b/p'\nobject-lock = 'compliance'\nobject-lock-margin = '14d'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.repository.object_lock,
+            cfdr_storage::LockMode::Compliance
+        );
+        assert_eq!(cfg.repository.object_lock_margin.to_string(), "14d");
+        let p = &cfg.repository.lock_periods;
+        // The runbook's windows: audit and trading records 7 years, logs
+        // 90 days, database backups the longer of 52 weekly and the
+        // 1-year archive, indefinite classes the longest finite window.
+        let shown = |k: &str| p.kinds[k].to_string();
+        assert_eq!(
+            [
+                "audit", "trading", "logs", "logical", "physical", "config", "secrets"
+            ]
+            .map(shown),
+            ["7y", "7y", "90d", "1y", "1y", "7y", "7y"]
+        );
+        assert_eq!(
+            (p.wal.to_string(), p.other.to_string()),
+            ("1y".into(), "7y".into())
+        );
+
+        let cfg = Config::from_toml(
+            "[retention.classes.database]\nkeep-daily = 10\n[retention.classes.database-archive]\nkeep-monthly = 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.repository.object_lock, cfdr_storage::LockMode::Off);
+        assert_eq!(cfg.repository.object_lock_margin.to_string(), "30d");
+        assert_eq!(
+            cfg.repository.lock_periods.kinds["logical"].to_string(),
+            "3mo"
+        );
+
+        for (bad, names) in [
+            ("[repository]\nobject-lock = 'strict'", "strict"),
+            ("[repository]\nobject-lock-margin = 'a month'", "a month"),
+            ("[repository]\nobject-lock-margin = '-1d'", "negative"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{err}");
+        }
     }
 
     #[test]
