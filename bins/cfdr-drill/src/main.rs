@@ -1,0 +1,187 @@
+//! cfdr-drill: thin wiring from flags to cfdr-drill's sandbox drill, the
+//! progress display, and storing the report.
+// Binaries own the terminal: printing is their job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cfdr_cli::Outcome;
+use cfdr_drill::{Event, Fault, Scenario, Status, sandbox};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    cfdr_cli::main(cli.common.verbose, run(cli))
+}
+
+async fn run(cli: cli::Cli) -> Result<Outcome> {
+    let configured =
+        cli.common.config.is_some() || std::path::Path::new(cfdr_config::SYSTEM_CONFIG).exists();
+    if configured && !cli.sandbox {
+        bail!(
+            "drills against a configured cluster are not available yet{}: run `cfdr-drill --sandbox` (the embedded sandbox, with this configuration's objectives and repository), or run without configuration",
+            if cli.destructive {
+                " (with or without --destructive)"
+            } else {
+                ""
+            }
+        );
+    }
+    let config = cli.common.config()?;
+    let mut opts = sandbox::SandboxOptions::new(
+        std::env::current_exe()?
+            .parent()
+            .context("the folder of cfdr-drill")?
+            .to_owned(),
+        config.drill.objectives(config.objectives.rpo.0),
+    );
+    opts.scenarios = Scenario::parse_list(&cli.scenarios)?;
+    opts.inject = cli
+        .inject
+        .iter()
+        .map(|f| Fault::parse(f))
+        .collect::<Result<_, _>>()?;
+    for f in &opts.inject {
+        if !opts.scenarios.contains(&f.scenario()) {
+            bail!(
+                "--inject {f} goes into scenario {}, which this drill does not run: add --scenario {}",
+                f.scenario(),
+                f.scenario()
+            );
+        }
+    }
+    opts.pg_bin = cli.pg_bin.clone();
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let mut progress = Progress::new();
+    let mut report = sandbox::run(&opts, cancel, |e| progress.show(e)).await?;
+    progress.done();
+
+    let repo = cfdr_storage::Repository::open_or_init(config.repository.build()?).await?;
+    if report.status != Status::Successful {
+        match cfdr_drill::open_incident(repo.store(), &report, config.drill.incident_severity).await
+        {
+            Ok(id) => report.incident = Some(id),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    let keys = cfdr_drill::store_report(repo.store(), &report).await?;
+    if cli.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_markdown());
+    }
+    eprintln!(
+        "drill {} {}; report stored in {} at {}",
+        report.id,
+        report.status.label(),
+        repo.store().location().display(),
+        keys.join(", ")
+    );
+    if let Some(id) = &report.incident {
+        eprintln!("incident {id} opened (cfdr-incident show {id})");
+    }
+    Ok(match report.status {
+        Status::Successful => Outcome::Ok,
+        Status::Cancelled => Outcome::Code(130),
+        _ => Outcome::CheckFailed,
+    })
+}
+
+/// A spinner with the scenario, the step and the time since the disaster
+/// against the RTO; one line per finished step. Plain lines when stderr is
+/// not a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    scenario: String,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self {
+            bar,
+            scenario: String::new(),
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn show(&mut self, event: &Event<'_>) {
+        match event {
+            Event::StepStarted {
+                scenario,
+                step,
+                rto,
+                disaster,
+            } => {
+                if self.scenario != *scenario {
+                    self.scenario = (*scenario).to_owned();
+                    self.line(format!("== {scenario}"));
+                }
+                if let Some(bar) = &self.bar {
+                    let clock = match (disaster, rto) {
+                        (Some(d), Some(rto)) => format!(
+                            "  [{:.0} s since the disaster / RTO {} s]",
+                            d.elapsed().as_secs_f64(),
+                            rto.as_secs()
+                        ),
+                        _ => String::new(),
+                    };
+                    bar.set_message(format!("{scenario} › {step}{clock}"));
+                }
+            }
+            Event::StepFinished(p) => self.line(format!(
+                "  {} {:>7.2} s  {}{}",
+                if p.ok { "ok  " } else { "FAIL" },
+                p.seconds,
+                p.name,
+                p.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+            Event::ScenarioFinished(r) => self.line(format!(
+                "== {} {:?}: RTO {} s, RPO {} s ({} trades)",
+                r.name,
+                r.verdict,
+                r.rto_actual_seconds
+                    .map_or("-".into(), |s| format!("{s:.1}")),
+                r.rpo_actual_seconds
+                    .map_or("-".into(), |s| format!("{s:.1}")),
+                r.rpo_trades.map_or("-".into(), |n| n.to_string())
+            )),
+            _ => {}
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
