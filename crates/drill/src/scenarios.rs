@@ -484,33 +484,47 @@ async fn accidental_deletion(
         .base
         .clone()
         .ok_or_else(|| Error::Check("no base backup".into()))?;
-    if sb.injects(Fault::MissingWal) {
-        rec.step("planted fault: an archived WAL segment deleted", async {
-            let details = PhysicalDetails::of(&base)?;
-            let next = WalSegment {
-                segno: WalSegment::containing(
-                    details.wal.timeline,
-                    details.wal.stop,
-                    details.wal_segment_size,
-                )
-                .segno
-                    + 1,
-                timeline: details.wal.timeline,
-            };
-            let key = cfdr_storage::wal_archive::wal_key(&next.file_name(details.wal_segment_size));
-            sb.repo()?.store().delete_many([key]).await?;
-            Ok(())
-        })
-        .await?;
-    }
     let repo = sb.repo()?.clone();
-    rec.step("repository is current", check_fresh(&repo, &segment))
-        .await?;
-    rec.step(
-        "WAL continuity from the base backup",
-        check_continuity(&repo, &base),
-    )
-    .await?;
+    let mut hidden = None;
+    if sb.injects(Fault::MissingWal) {
+        hidden = Some(
+            rec.step("planted fault: an archived WAL segment deleted", async {
+                let details = PhysicalDetails::of(&base)?;
+                let next = WalSegment {
+                    segno: WalSegment::containing(
+                        details.wal.timeline,
+                        details.wal.stop,
+                        details.wal_segment_size,
+                    )
+                    .segno
+                        + 1,
+                    timeline: details.wal.timeline,
+                };
+                let key =
+                    cfdr_storage::wal_archive::wal_key(&next.file_name(details.wal_segment_size));
+                let bytes = repo.store().get(&key).await?;
+                repo.store().delete_many([key.clone()]).await?;
+                Ok((key, bytes))
+            })
+            .await?,
+        );
+    }
+    let fresh = rec
+        .step("repository is current", check_fresh(&repo, &segment))
+        .await;
+    let continuous = rec
+        .step(
+            "WAL continuity from the base backup",
+            check_continuity(&repo, &base),
+        )
+        .await;
+    // The planted gap goes away with its scenario: later scenarios see
+    // only their own faults.
+    if let Some((key, bytes)) = hidden {
+        repo.store().put(&key, bytes).await?;
+    }
+    fresh?;
+    continuous?;
     let (restored, report) = rec
         .step(
             &format!("PITR to {before_time}, just before the DELETE"),
