@@ -7,7 +7,8 @@ mod cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cfdr_cli::Outcome;
@@ -101,15 +102,40 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
 }
 
 /// A spinner with the scenario, the step and the time since the disaster
-/// against the RTO; one line per finished step. Plain lines when stderr is
-/// not a terminal.
+/// against the RTO (refreshed while the step runs); one line per finished
+/// step. Plain lines when stderr is not a terminal.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    now: Arc<Mutex<Showing>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the spinner shows.
+#[derive(Default)]
+struct Showing {
     scenario: String,
+    step: String,
+    rto: Option<Duration>,
+    disaster: Option<Instant>,
+}
+
+impl Showing {
+    fn message(&self) -> String {
+        let clock = match (self.disaster, self.rto) {
+            (Some(d), Some(rto)) => format!(
+                "  [{:.0} s since the disaster / RTO {} s]",
+                d.elapsed().as_secs_f64(),
+                rto.as_secs()
+            ),
+            _ => String::new(),
+        };
+        format!("{} › {}{clock}", self.scenario, self.step)
+    }
 }
 
 impl Progress {
     fn new() -> Self {
+        let now = Arc::new(Mutex::new(Showing::default()));
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
@@ -118,10 +144,18 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self {
-            bar,
-            scenario: String::new(),
-        }
+        let ticker = bar.clone().map(|bar| {
+            let now = now.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(s) = now.lock() {
+                        bar.set_message(s.message());
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        });
+        Self { bar, now, ticker }
     }
 
     fn line(&self, text: String) {
@@ -139,20 +173,17 @@ impl Progress {
                 rto,
                 disaster,
             } => {
-                if self.scenario != *scenario {
-                    self.scenario = (*scenario).to_owned();
+                let new_scenario = self.now.lock().is_ok_and(|s| s.scenario != *scenario);
+                if new_scenario {
                     self.line(format!("== {scenario}"));
                 }
-                if let Some(bar) = &self.bar {
-                    let clock = match (disaster, rto) {
-                        (Some(d), Some(rto)) => format!(
-                            "  [{:.0} s since the disaster / RTO {} s]",
-                            d.elapsed().as_secs_f64(),
-                            rto.as_secs()
-                        ),
-                        _ => String::new(),
+                if let Ok(mut s) = self.now.lock() {
+                    *s = Showing {
+                        scenario: (*scenario).to_owned(),
+                        step: (*step).to_owned(),
+                        rto: *rto,
+                        disaster: *disaster,
                     };
-                    bar.set_message(format!("{scenario} › {step}{clock}"));
                 }
             }
             Event::StepFinished(p) => self.line(format!(
@@ -179,7 +210,10 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    fn done(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

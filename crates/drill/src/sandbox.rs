@@ -75,13 +75,14 @@ impl SandboxOptions {
         }
     }
 
-    /// `all`, or the scenario names joined with `+`.
+    /// `all`, or the scenario names joined with `_` (a character every
+    /// backend takes in a key).
     pub fn scope(&self) -> String {
         if self.scenarios.len() == Scenario::ALL.len() {
             "all".to_owned()
         } else {
             let names: Vec<&str> = self.scenarios.iter().map(|s| s.name()).collect();
-            names.join("+")
+            names.join("_")
         }
     }
 }
