@@ -328,7 +328,6 @@ pub(crate) struct Secrets {
 
 /// Everything the sandbox holds.
 pub(crate) struct Sandbox {
-    root: tempfile::TempDir,
     pub(crate) opts: SandboxOptions,
     pub(crate) bin: PgBin,
     pub(crate) wal_exe: PathBuf,
@@ -343,6 +342,9 @@ pub(crate) struct Sandbox {
     pub(crate) secrets: Option<Secrets>,
     pub(crate) postgres: Option<String>,
     references: u32,
+    // Last: fields drop in order, so on a panic the servers above stop
+    // before their folder goes.
+    root: tempfile::TempDir,
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
