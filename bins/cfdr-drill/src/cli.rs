@@ -15,6 +15,11 @@ use clap::Parser;
 /// repository (default ./cfdr-repo) and removes the sandbox, also on Ctrl-C
 /// and on failure. A failed drill opens an incident.
 ///
+/// With a configuration it drills the configured system, safely: the newest
+/// physical backup with its WAL restored into a scratch server, the newest
+/// logical backup into a new database beside the live one (DATABASE_URL /
+/// PG*), each secrets bundle decrypted in memory; nothing live is touched.
+///
 /// Exit codes: 0 every scenario passed within its objectives, 1 a scenario
 /// failed, an objective was missed or the drill timed out, 2 usage or
 /// runtime error, 130 cancelled (Ctrl-C).
@@ -31,7 +36,8 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) common: cfdr_cli::Common,
     /// Scenario to run (repeatable): all, secrets-loss, accidental-deletion,
-    /// replica-failover, database-loss.
+    /// replica-failover, database-loss. Against a configured system, all
+    /// means the safe ones: secrets-loss and database-loss.
     #[arg(long = "scenario", value_name = "NAME", default_value = "all")]
     pub(crate) scenarios: Vec<String>,
     /// Plant a fault the drill must detect and fail on, naming it
@@ -44,8 +50,8 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) sandbox: bool,
     /// Allow steps that harm a configured live cluster (destroying it,
-    /// killing its primary, deleting rows). Without it, a configured drill
-    /// only restores into new targets.
+    /// killing its primary, deleting rows). Not built yet: refused with a
+    /// configuration; those scenarios run on the sandbox.
     #[arg(long)]
     pub(crate) destructive: bool,
     /// PostgreSQL bin folder (default: /usr/lib/postgresql/15/bin, newer

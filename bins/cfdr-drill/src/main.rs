@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cfdr_cli::Outcome;
-use cfdr_drill::{Event, Fault, Scenario, Status, sandbox};
+use cfdr_drill::{Event, Fault, Scenario, Status, configured, sandbox};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -22,42 +22,30 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: cli::Cli) -> Result<Outcome> {
-    let configured =
-        cli.common.config.is_some() || std::path::Path::new(cfdr_config::SYSTEM_CONFIG).exists();
-    if configured && !cli.sandbox {
+    let config_file = match &cli.common.config {
+        Some(path) => Some(std::path::absolute(path)?),
+        None => Some(std::path::PathBuf::from(cfdr_config::SYSTEM_CONFIG)).filter(|p| p.exists()),
+    };
+    let config = cli.common.config()?;
+    let programs = std::env::current_exe()?
+        .parent()
+        .context("the folder of cfdr-drill")?
+        .to_owned();
+    let objectives = config.drill.objectives(config.objectives.rpo.0);
+    let configured = config_file.is_some() && !cli.sandbox;
+    if configured && cli.destructive {
         bail!(
-            "drills against a configured cluster are not available yet{}: run `cfdr-drill --sandbox` (the embedded sandbox, with this configuration's objectives and repository), or run without configuration",
-            if cli.destructive {
-                " (with or without --destructive)"
-            } else {
-                ""
-            }
+            "--destructive: the destructive scenarios (accidental-deletion, replica-failover, the data directory destroyed) are not built for a configured cluster yet; run them on the sandbox with `cfdr-drill --sandbox`"
         );
     }
-    let config = cli.common.config()?;
-    let mut opts = sandbox::SandboxOptions::new(
-        std::env::current_exe()?
-            .parent()
-            .context("the folder of cfdr-drill")?
-            .to_owned(),
-        config.drill.objectives(config.objectives.rpo.0),
-    );
-    opts.scenarios = Scenario::parse_list(&cli.scenarios)?;
-    opts.inject = cli
-        .inject
-        .iter()
-        .map(|f| Fault::parse(f))
-        .collect::<Result<_, _>>()?;
-    for f in &opts.inject {
-        if !opts.scenarios.contains(&f.scenario()) {
-            bail!(
-                "--inject {f} goes into scenario {}, which this drill does not run: add --scenario {}",
-                f.scenario(),
-                f.scenario()
-            );
-        }
+    if configured && !cli.inject.is_empty() {
+        bail!("--inject plants faults on the sandbox only: add --sandbox");
     }
-    opts.pg_bin = cli.pg_bin.clone();
+    let scenarios = if configured && cli.scenarios == ["all"] {
+        configured::SAFE.to_vec()
+    } else {
+        Scenario::parse_list(&cli.scenarios)?
+    };
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -67,7 +55,45 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
         }
     });
     let mut progress = Progress::new();
-    let mut report = sandbox::run(&opts, cancel, |e| progress.show(e)).await?;
+    let on_event = |e: &Event<'_>| progress.show(e);
+    let mut report = if configured {
+        let live = ["DATABASE_URL", "PGHOST", "PGDATABASE"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+            .then(cfdr_pg::PgTarget::from_env)
+            .transpose()?;
+        let opts = configured::ConfiguredOptions {
+            programs,
+            pg_bin: cli.pg_bin.clone(),
+            repository: config.repository.clone(),
+            config_file,
+            identities: config.identities()?.map(Arc::new),
+            live,
+            logical: config.pg.clone(),
+            scenarios,
+            objectives,
+        };
+        configured::run(&opts, cancel, on_event).await?
+    } else {
+        let mut opts = sandbox::SandboxOptions::new(programs, objectives);
+        opts.scenarios = scenarios;
+        opts.inject = cli
+            .inject
+            .iter()
+            .map(|f| Fault::parse(f))
+            .collect::<Result<_, _>>()?;
+        for f in &opts.inject {
+            if !opts.scenarios.contains(&f.scenario()) {
+                bail!(
+                    "--inject {f} goes into scenario {}, which this drill does not run: add --scenario {}",
+                    f.scenario(),
+                    f.scenario()
+                );
+            }
+        }
+        opts.pg_bin = cli.pg_bin.clone();
+        sandbox::run(&opts, cancel, on_event).await?
+    };
     progress.done();
 
     let repo = cfdr_storage::Repository::open_or_init(config.repository.build()?).await?;

@@ -50,7 +50,7 @@ fn bad_scenarios_and_faults_are_usage_errors_naming_the_choices() {
 }
 
 #[test]
-fn a_configured_cluster_is_refused_until_supported_and_drill_settings_parse() {
+fn drill_settings_parse_and_a_configured_system_refuses_what_would_harm_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfdr.toml");
     std::fs::write(
@@ -65,14 +65,26 @@ fn a_configured_cluster_is_refused_until_supported_and_drill_settings_parse() {
     assert_eq!(objectives.rpo, Duration::from_secs(60));
     assert_eq!(parsed.drill.incident_severity, cfdr_incident::Severity::P1);
 
-    let o = run(&["--config", config.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("drills against a configured cluster are not available yet")
-            && stderr(&o).contains("cfdr-drill --sandbox"),
-        "{}",
-        stderr(&o)
-    );
+    for (args, says) in [
+        (
+            vec!["--scenario", "replica-failover"],
+            "replica-failover harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario replica-failover`)",
+        ),
+        (
+            vec!["--destructive"],
+            "not built for a configured cluster yet",
+        ),
+        (
+            vec!["--inject", "wrong-key"],
+            "--inject plants faults on the sandbox only: add --sandbox",
+        ),
+    ] {
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend(args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{says} in {}", stderr(&o));
+    }
     std::fs::write(&config, "[drill]\nrto-db = 5\n").unwrap();
     let o = run(&["--config", config.to_str().unwrap(), "--sandbox"]);
     assert_eq!(o.status.code(), Some(2));

@@ -36,6 +36,8 @@
 //! ```
 
 pub mod chart;
+pub mod configured;
+mod drive;
 mod error;
 mod fault;
 mod report;

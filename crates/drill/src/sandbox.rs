@@ -10,7 +10,6 @@
 //! in it, including one a cancelled restore had started), folder deleted.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,9 +23,10 @@ use jiff::Timestamp;
 use sqlx::Executor;
 use tokio_util::sync::CancellationToken;
 
+use crate::drive::{Plan, Recorder, Stage, drive};
 use crate::error::{Error, Result};
-use crate::report::{Cleanup, Phase, Report, ScenarioReport, Status, Verdict};
-use crate::{Event, Fault, Objectives, Scenario, drill_id, sample, scenarios};
+use crate::report::{Cleanup, Report, ScenarioReport};
+use crate::{Event, Fault, Objectives, Scenario, sample, scenarios};
 
 /// Name of the sample database.
 pub const DATABASE: &str = "cryptofunk";
@@ -73,86 +73,6 @@ impl SandboxOptions {
             trade_pause: Duration::from_millis(20),
             archive_timeout: Duration::from_secs(2),
         }
-    }
-
-    /// `all`, or the scenario names joined with `_` (a character every
-    /// backend takes in a key).
-    pub fn scope(&self) -> String {
-        if self.scenarios.len() == Scenario::ALL.len() {
-            "all".to_owned()
-        } else {
-            let names: Vec<&str> = self.scenarios.iter().map(|s| s.name()).collect();
-            names.join("_")
-        }
-    }
-}
-
-/// Times steps, tells the caller, and keeps the phases (also those of a
-/// scenario whose future was dropped on cancellation).
-pub(crate) struct Recorder<'a> {
-    pub(crate) phases: Vec<Phase>,
-    on_event: &'a mut dyn for<'e> FnMut(&Event<'e>),
-    pub(crate) scenario: String,
-    pub(crate) rto: Option<Duration>,
-    pub(crate) disaster: Option<Instant>,
-}
-
-impl Recorder<'_> {
-    /// Sets the scenario the next steps belong to.
-    pub(crate) fn begin(&mut self, scenario: &str, rto: Option<Duration>) {
-        self.scenario = scenario.to_owned();
-        self.rto = rto;
-        self.disaster = None;
-    }
-
-    /// Runs `work` as the step `name`. A step that never ends (cancelled)
-    /// stays in the record as failed, "interrupted".
-    pub(crate) async fn step<T>(
-        &mut self,
-        name: &str,
-        work: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let start = Timestamp::now();
-        let clock = Instant::now();
-        (self.on_event)(&Event::StepStarted {
-            scenario: &self.scenario,
-            step: name,
-            rto: self.rto,
-            disaster: self.disaster,
-        });
-        self.phases.push(Phase {
-            scenario: self.scenario.clone(),
-            name: name.to_owned(),
-            start,
-            end: start,
-            seconds: 0.0,
-            bytes: None,
-            ok: false,
-            error: Some("interrupted".into()),
-        });
-        let result = work.await;
-        let seconds = clock.elapsed().as_secs_f64();
-        if let Some(p) = self.phases.last_mut() {
-            p.end = Timestamp::now();
-            p.seconds = seconds;
-            p.ok = result.is_ok();
-            p.error = result.as_ref().err().map(ToString::to_string);
-        }
-        if let Some(p) = self.phases.last() {
-            (self.on_event)(&Event::StepFinished(p));
-        }
-        result
-    }
-
-    /// Records the bytes the last step moved.
-    pub(crate) fn bytes(&mut self, n: u64) {
-        if let Some(p) = self.phases.last_mut() {
-            p.bytes = Some(n);
-        }
-    }
-
-    fn finished(&mut self, report: &ScenarioReport) {
-        (self.on_event)(&Event::ScenarioFinished(report));
     }
 }
 
@@ -692,22 +612,28 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How a step or scenario race ended.
-enum Race<T> {
-    Done(T),
-    Cancelled,
-    TimedOut,
-}
+impl Stage for Sandbox {
+    const MODE: &'static str = "sandbox";
 
-async fn race<T>(
-    work: impl Future<Output = T>,
-    cancel: &CancellationToken,
-    deadline: tokio::time::Instant,
-) -> Race<T> {
-    tokio::select! {
-        r = work => Race::Done(r),
-        () = cancel.cancelled() => Race::Cancelled,
-        () = tokio::time::sleep_until(deadline) => Race::TimedOut,
+    async fn setup(&mut self, rec: &mut Recorder<'_>) -> Result<()> {
+        Sandbox::setup(self, rec).await
+    }
+
+    async fn play(
+        &mut self,
+        scenario: Scenario,
+        rec: &mut Recorder<'_>,
+        rep: &mut ScenarioReport,
+    ) -> Result<()> {
+        scenarios::play(scenario, self, rec, rep).await
+    }
+
+    async fn cleanup(self) -> Cleanup {
+        Sandbox::cleanup(self).await
+    }
+
+    fn postgres(&self) -> Option<String> {
+        self.postgres.clone()
     }
 }
 
@@ -732,15 +658,11 @@ pub async fn run(
         .map_err(|e| Error::PostgresMissing {
             reason: e.to_string(),
         })?;
-    let started = Timestamp::now();
-    let clock = tokio::time::Instant::now();
-    let deadline = clock + opts.objectives.rto_full_system;
     let root = tempfile::Builder::new()
         .prefix("cfdr-drill-")
         .tempdir()
         .map_err(io("creating the sandbox in", &std::env::temp_dir()))?;
-    let mut sb = Sandbox {
-        root,
+    let sandbox = Sandbox {
         opts: opts.clone(),
         bin,
         wal_exe,
@@ -755,118 +677,12 @@ pub async fn run(
         secrets: None,
         postgres: None,
         references: 0,
+        root,
     };
-    let mut rec = Recorder {
-        phases: Vec::new(),
-        on_event: &mut on_event,
-        scenario: "sandbox".into(),
-        rto: None,
-        disaster: None,
+    let plan = Plan {
+        scenarios: opts.scenarios.clone(),
+        inject: opts.inject.clone(),
+        objectives: opts.objectives,
     };
-    let mut stopped: Option<Status> = None;
-    let mut setup_ok = false;
-    match race(sb.setup(&mut rec), &cancel, deadline).await {
-        Race::Done(r) => setup_ok = r.is_ok(),
-        Race::Cancelled => stopped = Some(Status::Cancelled),
-        Race::TimedOut => stopped = Some(Status::TimedOut),
-    }
-    let mut reports = Vec::new();
-    for &scenario in &opts.scenarios {
-        let now = Timestamp::now();
-        let mut rep = ScenarioReport {
-            name: scenario.name().to_owned(),
-            description: scenario.description().to_owned(),
-            verdict: Verdict::NotRun,
-            started: now,
-            finished: now,
-            rto_objective_seconds: opts.objectives.rto_database.as_secs_f64(),
-            rto_actual_seconds: None,
-            rpo_objective_seconds: opts.objectives.rpo.as_secs_f64(),
-            rpo_actual_seconds: None,
-            rpo_trades: None,
-            last_trade_before: None,
-            last_trade_after: None,
-            validations: Vec::new(),
-            injected: opts
-                .inject
-                .iter()
-                .copied()
-                .filter(|f| f.scenario() == scenario)
-                .collect(),
-            faults_detected: Vec::new(),
-            failures: Vec::new(),
-        };
-        if stopped.is_none() && setup_ok {
-            rec.begin(scenario.name(), Some(opts.objectives.rto_database));
-            let outcome = race(
-                scenarios::play(scenario, &mut sb, &mut rec, &mut rep),
-                &cancel,
-                deadline,
-            )
-            .await;
-            match outcome {
-                Race::Done(result) => {
-                    if let Err(e) = result {
-                        scenarios::record_failure(&mut rep, &e);
-                    }
-                    scenarios::judge(&mut rep);
-                }
-                Race::Cancelled => stopped = Some(Status::Cancelled),
-                Race::TimedOut => stopped = Some(Status::TimedOut),
-            }
-            if stopped.is_some() {
-                rep.verdict = Verdict::Failed;
-                rep.failures
-                    .push("stopped before it finished (see the report's status)".into());
-            }
-            rep.finished = Timestamp::now();
-            rec.finished(&rep);
-        }
-        reports.push(rep);
-    }
-    rec.begin("cleanup", None);
-    let postgres = sb.postgres.clone();
-    let cleanup_start = Timestamp::now();
-    let cleanup = sb.cleanup().await;
-    let end = Timestamp::now();
-    rec.phases.push(Phase {
-        scenario: "cleanup".into(),
-        name: "servers stopped, sandbox folder deleted".into(),
-        start: cleanup_start,
-        end,
-        seconds: end.duration_since(cleanup_start).as_secs_f64(),
-        bytes: None,
-        ok: cleanup.status == "removed",
-        error: (cleanup.status != "removed").then(|| cleanup.detail.clone()),
-    });
-    let status = stopped.unwrap_or(
-        if setup_ok && reports.iter().all(|r| r.verdict == Verdict::Passed) {
-            Status::Successful
-        } else {
-            Status::Failed
-        },
-    );
-    let worst =
-        |f: fn(&ScenarioReport) -> Option<f64>| reports.iter().filter_map(f).reduce(f64::max);
-    Ok(Report {
-        version: crate::REPORT_VERSION,
-        id: drill_id(started, &opts.scope()),
-        status,
-        started,
-        finished: end,
-        mode: "sandbox".into(),
-        rto_actual_seconds: worst(|r| r.rto_actual_seconds),
-        rpo_actual_seconds: worst(|r| r.rpo_actual_seconds),
-        rpo_actual_trades: reports.iter().filter_map(|r| r.rpo_trades).max(),
-        rto_database_objective_seconds: opts.objectives.rto_database.as_secs_f64(),
-        rto_full_system_objective_seconds: opts.objectives.rto_full_system.as_secs_f64(),
-        rpo_objective_seconds: opts.objectives.rpo.as_secs_f64(),
-        total_seconds: clock.elapsed().as_secs_f64(),
-        phases: rec.phases,
-        scenarios: reports,
-        injected: opts.inject.clone(),
-        cleanup,
-        incident: None,
-        postgres,
-    })
+    Ok(drive(sandbox, &plan, cancel, &mut on_event).await)
 }

@@ -11,10 +11,11 @@ use futures::StreamExt as _;
 use jiff::Timestamp;
 use sqlx::{Executor, Row};
 
+use crate::drive::Recorder;
 use crate::error::{Error, Result};
 use crate::fault::{MISSING_WAL, STALE};
 use crate::report::{ScenarioReport, Validation, Verdict};
-use crate::sandbox::{BUNDLE, DATABASE, Recorder, Sandbox};
+use crate::sandbox::{BUNDLE, DATABASE, Sandbox};
 use crate::{Fault, Scenario, sample};
 
 /// How long the drill waits for WAL to be archived or a server to answer.
@@ -224,7 +225,10 @@ async fn last_archived(target: &PgTarget) -> Result<Option<String>> {
 }
 
 /// The archive holds no gap from the base backup's first segment on.
-async fn check_continuity(repo: &Repository, base: &cfdr_storage::Manifest) -> Result<String> {
+pub(crate) async fn check_continuity(
+    repo: &Repository,
+    base: &cfdr_storage::Manifest,
+) -> Result<String> {
     let details = PhysicalDetails::of(base)?;
     let report = WalArchive::new(repo.store().clone())
         .continuity_from(Some(&details.start_wal_file))
@@ -262,25 +266,53 @@ async fn check_fresh(repo: &Repository, segment: &str) -> Result<()> {
     )))
 }
 
-/// Restores the base backup with WAL to `target` into a new data dir.
+/// Restores the base backup with WAL to `target` into a new data dir of
+/// the sandbox.
 async fn pitr_into(
     sb: &Sandbox,
     dir: &str,
     target: RecoveryTarget,
 ) -> Result<(LocalCluster, physical::PitrReport)> {
-    let req = PitrRequest {
+    let req = pitr_request(
         target,
-        data_dir: sb.path(dir),
+        sb.path(dir),
+        sb.restore_command()?,
+        sb.opts.objectives.rto_database,
+        sb.opts.pg_bin.clone(),
+        None,
+    );
+    start_pitr(sb.repo()?, &req).await
+}
+
+/// A PITR request that starts the restored server, archiving off.
+pub(crate) fn pitr_request(
+    target: RecoveryTarget,
+    data_dir: std::path::PathBuf,
+    restore_command: String,
+    rto: Duration,
+    bin_dir: Option<std::path::PathBuf>,
+    identities: Option<std::sync::Arc<cfdr_secrets::Identities>>,
+) -> PitrRequest {
+    PitrRequest {
+        target,
+        data_dir,
         force: false,
-        restore_command: sb.restore_command()?,
+        restore_command,
         prefetch_spool: None,
-        identities: None,
+        identities,
         start: true,
         archive: false,
-        rto: sb.opts.objectives.rto_database,
-        bin_dir: sb.opts.pg_bin.clone(),
-    };
-    let mut report = physical::pitr(sb.repo()?, &req, |_| {}).await?;
+        rto,
+        bin_dir,
+    }
+}
+
+/// Runs a PITR restore and takes its started server.
+pub(crate) async fn start_pitr(
+    repo: &Repository,
+    req: &PitrRequest,
+) -> Result<(LocalCluster, physical::PitrReport)> {
+    let mut report = physical::pitr(repo, req, |_| {}).await?;
     let cluster = report
         .cluster
         .take()
@@ -366,6 +398,16 @@ async fn validate(
             format!("differ: {}", differing.join(", "))
         },
     });
+    invariants(rec, rep, label, target).await
+}
+
+/// The trading invariants of the sample schema on `target`, as a validation.
+pub(crate) async fn invariants(
+    rec: &mut Recorder<'_>,
+    rep: &mut ScenarioReport,
+    label: &str,
+    target: &PgTarget,
+) -> Result<()> {
     let violations = rec
         .step(&format!("trading invariants on {label}"), async {
             Ok(sample::check_invariants(target).await?)
@@ -393,7 +435,7 @@ async fn validate(
 }
 
 /// amcheck over every B-tree index and every heap of the database.
-async fn amcheck(target: &PgTarget, label: &str) -> Result<Validation> {
+pub(crate) async fn amcheck(target: &PgTarget, label: &str) -> Result<Validation> {
     let mut conn = target.connect().await?;
     conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         .await
