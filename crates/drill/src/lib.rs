@@ -13,6 +13,9 @@
 //!   repository, a base backup, a logical backup, a streaming replica and a
 //!   secrets bundle; then every scenario, then removal of it all (also when
 //!   cancelled or failed).
+//! - [`configured::run`]: against a configured system, only what is safe
+//!   there: restores into a scratch server and a new database, secrets
+//!   decrypted in memory; nothing live touched.
 //! - [`Report`]: versioned JSON, the runbook's drill checklist in Markdown,
 //!   and an SVG timeline ([`chart::timeline_svg`]); [`store_report`] keeps
 //!   them at `drills/<id>/` in a repository and [`open_incident`] opens the
