@@ -230,7 +230,11 @@ pub(crate) async fn drive<S: Stage>(
         error: (cleanup.status != "removed").then(|| cleanup.detail.clone()),
     });
     let status = stopped.unwrap_or(
-        if setup_ok && reports.iter().all(|r| r.verdict == Verdict::Passed) {
+        // A drill that leaves servers or folders behind did not succeed.
+        if setup_ok
+            && cleanup.status == "removed"
+            && reports.iter().all(|r| r.verdict == Verdict::Passed)
+        {
             Status::Successful
         } else {
             Status::Failed
