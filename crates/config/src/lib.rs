@@ -33,6 +33,10 @@
 //! (`cfdr_guard::GuardConfig`, `cfdr_guard::Objectives`: RPO 5 min, RTO
 //! 30 min and the backup schedules of the runbook by default).
 //!
+//! `cfdr-drill` reads `[drill]` (`cfdr_drill::DrillConfig`: database RTO
+//! 10 min, full-system RTO 30 min, incident severity P2) and the RPO of
+//! `[objectives]`.
+//!
 //! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
 //! time zone of bucket boundaries, the grace period of incomplete backups
 //! and one policy per data class, defaulting to the DR runbook.
@@ -154,6 +158,9 @@ pub struct Config {
     pub guard: cfdr_guard::GuardConfig,
     /// RPO, RTO and backup ages the guard checks (`[objectives]`).
     pub objectives: cfdr_guard::Objectives,
+    /// DR drills (`[drill]`): database and full-system RTOs, the severity
+    /// of the incident a failed drill opens.
+    pub drill: cfdr_drill::DrillConfig,
 }
 
 /// The longest rule of `policy` as a period from `now`; `None` when it

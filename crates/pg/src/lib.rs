@@ -42,7 +42,7 @@ mod target;
 mod tools;
 pub mod wal;
 
-pub use cluster::{LocalCluster, free_port};
+pub use cluster::{LocalCluster, chown_tree, free_port};
 pub use error::{Error, Result};
 pub use target::PgTarget;
 pub use tools::{PgBin, is_root, parse_major, server_user};
