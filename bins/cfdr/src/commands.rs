@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 /// (`cfdr NAME`), as git and cargo run their external commands.
 pub(crate) const COMMANDS: &[&str] = &[
     "backup", "restore", "verify", "wal", "replica", "prune", "repo", "secrets", "incident",
-    "status",
+    "status", "drill",
 ];
 
 /// Why `cfdr` itself could not do what was asked.
@@ -21,7 +21,7 @@ pub(crate) enum Error {
     /// A known command whose binary is not installed.
     #[error(
         "{program} is not installed: there is no {program} next to {beside} or on PATH. \
-         Build it with `cargo build --release -p {program}` (every command: `cargo build --release`) \
+         Build it with `cargo build --release --bin {program}` (every command: `cargo build --release`) \
          and put it next to cfdr or on PATH"
     )]
     Missing { program: String, beside: String },
