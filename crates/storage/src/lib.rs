@@ -41,6 +41,7 @@ mod error;
 mod location;
 mod lock;
 mod object;
+pub mod operations;
 pub mod parts;
 mod repo;
 pub mod secret_bundles;
@@ -59,6 +60,7 @@ pub use location::{
 };
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
+pub use operations::{Operation, OperationMarker};
 pub use repo::{
     BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, Catalog, DamagedManifest,
     FORMAT_VERSION, Leftover, MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION,
