@@ -91,7 +91,7 @@ async fn the_incident_view_agrees_with_the_journal_and_reads_only_new_objects() 
         )
         .await
         .unwrap();
-    assert_eq!(both(&mut view, &journal).await.0, false);
+    assert!(!both(&mut view, &journal).await.0);
     assert_eq!(view.requests - before, 2);
 
     // A damaged event holds the halt; repaired in place, it no longer does.
