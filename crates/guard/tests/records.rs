@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cfdr_guard::records::{self, COPY_STATE_PREFIX, DRILLS_PREFIX, WAL_STREAM_STATE_KEY};
-use cfdr_guard::{CopyView, DrillView, IncidentView};
+use cfdr_guard::{BackupView, CopyView, DrillView, IncidentView};
 use cfdr_incident::{Change, Journal, Severity, Stamp, event_key};
 use cfdr_retention::Lsn;
 use cfdr_storage::operations::{Operation, OperationMarker};
@@ -334,4 +334,19 @@ async fn operation_markers_are_read_and_stale_ones_marked() {
         .await
         .unwrap();
     assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
+async fn backups_still_being_written_do_not_stop_the_backup_scan() {
+    let store = store("backups");
+    let repo = cfdr_storage::Repository::init(store.clone()).await.unwrap();
+    // Committed backups and leftovers without a manifest (a backup running).
+    let spec = cfdr_testing::history::HistorySpec::new(12, 4);
+    let history = cfdr_testing::history::write_history(&store, &spec)
+        .await
+        .unwrap();
+    let mut view = BackupView::default();
+    view.scan(&repo, history.at).await.unwrap();
+    assert_eq!(view.len(), repo.backup_ids().await.unwrap().len());
+    assert!(view.len() >= 12, "{}", view.len());
 }
