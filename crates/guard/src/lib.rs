@@ -4,8 +4,10 @@
 //!
 //! [`Guard::start`] spawns a refresher on the caller's tokio runtime that,
 //! every `refresh-interval` (1 s), samples the server's WAL position and
-//! transaction snapshot, looks at the WAL archive incrementally, reads open
-//! incidents and, less often, the newest backups. [`Guard::state`] returns
+//! transaction snapshot, looks at the WAL archive and the WAL stream state
+//! incrementally, reads new incident events and operation markers (every
+//! `incident-interval`) and, in the background, the newest backups, DR
+//! drill reports and off-region copy states. [`Guard::state`] returns
 //! the trading state from atomics: no I/O, no lock, no allocation.
 //!
 //! ```no_run
@@ -43,6 +45,17 @@
 //!   (`PrimaryDown`): trades cannot be persisted before they are
 //!   acknowledged (runbook 2.1). **In recovery** (restore or failover in
 //!   progress): `Halted` (`PrimaryInRecovery`).
+//! - **Restores and failovers recorded as in progress** (an operation
+//!   marker under `operations/`, written by `cfdr-restore` and
+//!   `cfdr-replica promote`, see [`cfdr_storage::operations`]): `Halted`
+//!   (`OperationInProgress`) while the marker is there. A marker whose
+//!   process is gone (same host) or that was not rewritten for
+//!   `operation-stale-after` is reported (check `operations`), not held; an
+//!   object there that is not a marker is held (fail closed).
+//! - **Safe positions** other than the archive count on the server's
+//!   current timeline only: the WAL stream's `safe_lsn`
+//!   (`wal-stream/state.json`) and the flushed position of a streaming
+//!   standby named in `safe-replicas`.
 //! - **Repository down**: `Reducing` (`RepositoryUnreachable`); exposure
 //!   keeps being computed against the last safe position seen, so it only
 //!   over-states and reaches `Halted` when it passes `rpo x halt-multiple`.
