@@ -212,7 +212,9 @@ impl Operation {
 
     /// Runs `work` with operation `kind` recorded as in progress; the
     /// marker is deleted when `work` ends, with success or an error. A
-    /// marker that cannot be deleted is left to go stale (logged).
+    /// restore must not fail for want of a marker: when it cannot be
+    /// written (a read-only repository), a warning says so and `work` runs
+    /// unrecorded; a marker that cannot be deleted is left to go stale.
     pub async fn around<T, E, F>(
         store: &Store,
         kind: &str,
@@ -221,13 +223,20 @@ impl Operation {
     ) -> std::result::Result<T, E>
     where
         F: Future<Output = std::result::Result<T, E>>,
-        E: From<crate::Error>,
     {
-        let op = Operation::begin(store, kind, detail).await?;
+        let op = match Operation::begin(store, kind, detail).await {
+            Ok(op) => Some(op),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the {kind} in the repository: the trading gate does not see it in progress");
+                None
+            }
+        };
         let result = work.await;
-        let key = op.key.clone();
-        if let Err(e) = op.finish().await {
-            tracing::warn!(%key, error = %e, "cannot delete the operation marker; it is reported stale once this process is gone");
+        if let Some(op) = op {
+            let key = op.key.clone();
+            if let Err(e) = op.finish().await {
+                tracing::warn!(%key, error = %e, "cannot delete the operation marker; it is reported stale once this process is gone");
+            }
         }
         result
     }
