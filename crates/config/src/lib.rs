@@ -489,6 +489,17 @@ mod tests {
             let err = Config::from_toml(bad).unwrap_err().to_string();
             assert!(err.contains(names), "{err}");
         }
+        let cfg = Config::from_toml(
+            "[guard]\nsafe-replicas = ['standby-east']\noperation-stale-after = '5m'\n[objectives]\ndrill-max-age = '14d'\n",
+        )
+        .unwrap();
+        let s = cfg.guard_settings().unwrap();
+        assert_eq!(s.guard.safe_replicas, ["standby-east"]);
+        assert_eq!(s.guard.operation_stale_after.0.as_secs(), 300);
+        assert_eq!(s.objectives.drill_max_age.0.as_secs(), 14 * 86_400);
+        let blank = Config::from_toml("[guard]\nsafe-replicas = ['']").unwrap();
+        let err = blank.guard_settings().unwrap_err().to_string();
+        assert!(err.contains("guard.safe-replicas"), "{err}");
         let zero = Config::from_toml("[objectives]\nrpo = '0s'").unwrap();
         let err = zero.guard_settings().unwrap_err().to_string();
         assert!(

@@ -45,6 +45,7 @@ mod location;
 mod lock;
 mod object;
 pub mod object_lock;
+pub mod operations;
 pub mod parts;
 mod repo;
 pub mod secret_bundles;
@@ -67,6 +68,7 @@ pub use object_lock::{
     LockCheck, LockMode, LockPeriod, LockPeriods, LockedObject, Retention, VersionedDeletes,
     check_object_lock,
 };
+pub use operations::{Operation, OperationMarker};
 pub use repo::{
     BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, Catalog, DamagedManifest,
     FORMAT_VERSION, Leftover, MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION,
