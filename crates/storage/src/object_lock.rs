@@ -37,9 +37,18 @@ use crate::secret_bundles::SECRETS_PREFIX;
 use crate::wal_archive::WAL_PREFIX;
 
 /// Keys cfdr rewrites or deletes as part of its own bookkeeping (lease
-/// locks, prune's pending-deletion record): never locked, or a lock would
-/// block the next prune or backup.
-const UNLOCKED_PREFIXES: [&str; 2] = ["locks/", "prune/"];
+/// locks, prune's pending-deletion record, restore and failover markers,
+/// copy lag, the WAL stream's state and its chunks, which are folded into
+/// ordinary, locked WAL objects once their segment completes): never
+/// locked, or a lock would block the next prune or backup, or keep a
+/// version of a once-a-second rewrite for years.
+const UNLOCKED_PREFIXES: [&str; 5] = [
+    "locks/",
+    "prune/",
+    "operations/",
+    "copy-state/",
+    "wal-stream/",
+];
 /// Backup kinds that are not backups: `cfdr-repo selftest`'s sample,
 /// deleted right after it is read back (locking it would keep 64 MiB per
 /// run for years).
@@ -1122,6 +1131,12 @@ mod tests {
         );
         assert!(p.window("locks/prune/lease.json").is_none());
         assert!(p.window("prune/pending.json").is_none());
+        assert!(
+            p.window("operations/20261201T200000Z-restore.json")
+                .is_none()
+        );
+        assert!(p.window("copy-state/dr-west.json").is_none());
+        assert!(p.window("wal-stream/state.json").is_none());
         let id = BackupId::new(Timestamp::now(), "selftest").unwrap();
         assert!(p.window(&id.manifest_key()).is_none());
         assert_eq!(p.longest(Timestamp::now()).to_string(), "7y");
