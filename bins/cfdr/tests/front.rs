@@ -248,7 +248,7 @@ fn a_missing_command_is_named_with_how_to_build_it() {
     assert!(err.contains("cfdr-backup is not installed"), "{err}");
     assert!(err.contains(&lonely.display().to_string()), "{err}");
     assert!(
-        err.contains("cargo build --release -p cfdr-backup"),
+        err.contains("cargo build --release --bin cfdr-backup"),
         "{err}"
     );
 
@@ -260,7 +260,7 @@ fn a_missing_command_is_named_with_how_to_build_it() {
     assert!(list.status.success(), "{}", text(&list));
     let list = String::from_utf8(list.stdout).unwrap();
     assert!(
-        words(&list).contains("restore (not installed: cargo build --release -p cfdr-restore)"),
+        words(&list).contains("restore (not installed: cargo build --release --bin cfdr-restore)"),
         "{list}"
     );
 
