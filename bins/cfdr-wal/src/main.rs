@@ -1,4 +1,4 @@
-//! cfdr-wal: thin wiring from flags to `cfdr_pg::wal`.
+//! cfdr-wal: thin wiring from flags to `cfdr_wal_archive`.
 // Binaries own the terminal: printing is their job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cfdr_cli::Outcome;
-use cfdr_pg::wal::{FetchOptions, Fetched, PushOptions, WalArchive, spool};
+use cfdr_wal_archive::{FetchOptions, Fetched, PushOptions, WalArchive, spool};
 use clap::Parser;
 
 mod cli;
@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Preflight => {
             let db = cfdr_pg::PgTarget::from_env()?;
-            let problems = cfdr_pg::wal::preflight(&db, &archive().await?).await?;
+            let problems = cfdr_wal_archive::preflight(&db, &archive().await?).await?;
             problems.iter().for_each(|p| println!("PROBLEM {p}"));
             if !problems.is_empty() {
                 return Ok(Outcome::CheckFailed);

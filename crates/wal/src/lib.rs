@@ -1,4 +1,6 @@
 //! WAL archiving: `archive_command` / `restore_command` for a cfdr repository.
+//! Built on `cfdr-pg` (connections, client tools); `cfdr-pg` keeps the
+//! PostgreSQL side (clusters, logical and physical backups, replicas).
 //!
 //! - [`WalArchive::push`]: compress (+ age) and store one file from `pg_wal`
 //!   create-only; returns only once the object is stored (and read back by
@@ -18,8 +20,8 @@
 //! file ([`WalObjectHeader`]): it verifies itself without a manifest.
 //!
 //! ```no_run
-//! # async fn demo() -> cfdr_pg::Result<()> {
-//! use cfdr_pg::wal::{Fetched, PushOptions, WalArchive};
+//! # async fn demo() -> cfdr_wal_archive::Result<()> {
+//! use cfdr_wal_archive::{Fetched, PushOptions, WalArchive};
 //! use cfdr_storage::StorageOptions;
 //!
 //! let archive = WalArchive::new(StorageOptions::from_url("s3://backups/cfdr").build()?);
@@ -37,8 +39,8 @@
 //! ```
 
 mod continuity;
+mod error;
 mod format;
-mod identity;
 mod preflight;
 pub mod spool;
 
@@ -56,12 +58,13 @@ use sha2::{Digest, Sha256};
 
 /// WAL file names and positions, as parsed by `cfdr-retention`.
 pub use cfdr_retention::{Lsn, WalFile, WalItem, WalRange, WalSegment};
+/// The archive's identity (`wal/cluster.json`), defined with the archive
+/// layout in `cfdr-storage` because base backups check it too.
+pub use cfdr_storage::wal_archive::{CLUSTER_KEY, ClusterIdentity};
 pub use continuity::{ContinuityReport, TimelineSpan, check_continuity, parse_history};
+pub use error::{Error, Result};
 pub use format::{DataDirIdentity, SegmentHeader, WalObjectHeader};
-pub use identity::{CLUSTER_KEY, ClusterIdentity};
 pub use preflight::preflight;
-
-use crate::error::{Error, Result};
 
 /// Settings of `cfdr-wal` (the `[wal]` table of the config file).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -216,17 +219,16 @@ impl WalArchive {
 
     /// The archive's identity, or `None` before the first push.
     pub async fn identity(&self) -> Result<Option<ClusterIdentity>> {
-        match self.store.get(CLUSTER_KEY).await {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| Error::WalCorrupt {
-                    key: CLUSTER_KEY.into(),
-                    reason: format!("not a cluster identity: {e}"),
+        ClusterIdentity::read(&self.store)
+            .await
+            .map_err(|e| match e {
+                cfdr_storage::Error::Corrupt { key, reason } => Error::WalCorrupt {
+                    key,
+                    reason,
                     hint: FETCH_HINT,
-                }),
-            Err(cfdr_storage::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+                },
+                other => other.into(),
+            })
     }
 
     /// The archive's identity, created from `first` when there is none yet
@@ -270,7 +272,7 @@ impl WalArchive {
         sysid: u64,
         major: u32,
     ) -> Result<()> {
-        if archive.system_identifier == sysid && archive.pg_major == major {
+        if archive.is_cluster(sysid, major) {
             return Ok(());
         }
         Err(Error::WalIdentityMismatch {
