@@ -19,7 +19,8 @@
 //! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
 //! watched tables, extensions, restore hooks, smoke query, RTO, restore
 //! session settings, server compression), `[wal]` is
-//! `cfdr_wal_archive::WalOptions` and `[incident]` is
+//! `cfdr_wal_archive::WalOptions`, `[stream]` is
+//! `cfdr_wal_archive::stream::StreamOptions` and `[incident]` is
 //! `cfdr_incident::IncidentConfig`; none has environment overrides. The
 //! README's "Configuration reference" lists every key with its default (a
 //! test keeps it complete).
@@ -144,6 +145,8 @@ pub struct Config {
     pub retention: cfdr_retention::Config,
     /// WAL archiving (`cfdr-wal`).
     pub wal: cfdr_wal_archive::WalOptions,
+    /// The WAL stream (`cfdr-wal stream`).
+    pub stream: cfdr_wal_archive::stream::StreamOptions,
     /// The recovery-objectives guard's refresher and hysteresis (`[guard]`).
     pub guard: cfdr_guard::GuardConfig,
     /// RPO, RTO and backup ages the guard checks (`[objectives]`).

@@ -80,6 +80,48 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// A segment held only as stream chunks has a hole.
+    #[error(
+        "WAL segment {segment} is held only as WAL stream chunks, and the chunks from {from} to {to} are missing. Nothing was handed to PostgreSQL, so recovery stops here instead of replaying past the hole: restore the missing chunk from another copy of the repository, or recover to a point before {from}"
+    )]
+    WalStreamHole {
+        /// The segment.
+        segment: String,
+        /// First missing position.
+        from: cfdr_retention::Lsn,
+        /// Where the next chunk starts.
+        to: cfdr_retention::Lsn,
+    },
+    /// The server lets a replication slot keep WAL without limit.
+    #[error(
+        "max_slot_wal_keep_size is -1 (unlimited) on {target}: while the stream is down its slot makes the primary keep WAL until the disk fills. Set max_slot_wal_keep_size (e.g. '50GB') and reload, or accept the risk with --allow-unbounded-slot (stream.allow-unbounded-slot = true)"
+    )]
+    StreamUnboundedSlot {
+        /// The server.
+        target: String,
+    },
+    /// The WAL stream cannot run against this server.
+    #[error("cannot stream WAL from {target}: {reason}")]
+    StreamSetup {
+        /// The server.
+        target: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The WAL stream stopped (the primary is gone, or pg_receivewal failed).
+    #[error(
+        "the WAL stream from {target} stopped: {reason}. Received up to {received}, safe in the repository up to {safe}. If the primary is lost, restore with `cfdr-restore pitr --latest`: it replays everything up to {safe}. Otherwise start the stream again (its systemd unit and Kubernetes Deployment restart it)"
+    )]
+    StreamStopped {
+        /// The server.
+        target: String,
+        /// What pg_receivewal said.
+        reason: String,
+        /// End of the WAL in the local spool.
+        received: cfdr_retention::Lsn,
+        /// End of the WAL safe in the repository.
+        safe: cfdr_retention::Lsn,
+    },
     /// The repository failed.
     #[error(transparent)]
     Storage(#[from] cfdr_storage::Error),

@@ -15,6 +15,9 @@
 //! - [`WalArchive::continuity`]: gaps from a start segment to the newest.
 //! - [`spool`]: the asynchronous push worker and fetch prefetch.
 //! - [`preflight`]: a running server's WAL settings, archiver and identity.
+//! - [`stream`]: `cfdr-wal stream`, WAL shipped within about a second
+//!   through `pg_receivewal` and [`chunks`] of a segment in progress, which
+//!   [`WalArchive::fetch`] assembles when the segment itself is not stored.
 //!
 //! Every stored object is `CFDR-WAL/1 {json}\n` followed by the encoded
 //! file ([`WalObjectHeader`]): it verifies itself without a manifest.
@@ -38,11 +41,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chunks;
 mod continuity;
 mod error;
 mod format;
 mod preflight;
 pub mod spool;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -108,6 +113,9 @@ pub struct PushOptions {
     /// files); default: the current directory, where PostgreSQL runs
     /// `archive_command`.
     pub data_dir: Option<PathBuf>,
+    /// The cluster's identity for `.history` / `.backup` files, when there
+    /// is no data directory to read it from (the WAL stream asks the server).
+    pub cluster: Option<DataDirIdentity>,
 }
 
 /// What [`WalArchive::push`] did.
@@ -351,6 +359,8 @@ impl WalArchive {
                 seg.timeline,
             );
             (h.system_identifier, h.pg_major, Some(first))
+        } else if let Some(cluster) = opts.cluster {
+            (cluster.system_identifier, cluster.pg_major, None)
         } else {
             let dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let local = DataDirIdentity::read(&dir)?.ok_or_else(|| Error::WalFile {
@@ -382,11 +392,23 @@ impl WalArchive {
             system_identifier: sysid,
             pg_major: major,
         };
-        let key = wal_key(name);
+        self.store_object(wal_key(name), &header, data, &opts.encode)
+            .await
+    }
+
+    /// Stores `header` + encoded `data` at `key`, create-only; the same
+    /// file already there (verified) is success, another is a conflict.
+    pub(crate) async fn store_object(
+        &self,
+        key: String,
+        header: &WalObjectHeader,
+        data: Bytes,
+        encode: &EncodeOptions,
+    ) -> Result<Pushed> {
         let stored = async {
             let mut writer = self.store.writer(&key, true).await?;
             writer.write(Bytes::from(header.to_line())).await?;
-            cfdr_storage::encode_into(writer, Cursor::new(data), &opts.encode).await
+            cfdr_storage::encode_into(writer, Cursor::new(data), encode).await
         }
         .await;
         match stored {
@@ -395,7 +417,7 @@ impl WalArchive {
                 stored_size: obj.stored.size,
             }),
             Err(cfdr_storage::Error::AlreadyExists { .. }) => {
-                self.compare_existing(&key, &header).await?;
+                self.compare_existing(&key, header).await?;
                 Ok(Pushed::AlreadyStored { key })
             }
             Err(e) => Err(e.into()),
@@ -433,19 +455,27 @@ impl WalArchive {
     /// Restores the WAL file `name` to `dest`, as `restore_command`.
     pub async fn fetch(&self, name: &str, dest: &Path, opts: &FetchOptions) -> Result<Fetched> {
         let key = wal_key(name);
-        let raw = match self.store.get(&key).await {
-            Ok(raw) => raw,
-            Err(cfdr_storage::Error::NotFound { .. }) => return Ok(Fetched::NotFound),
+        let (header, data) = match self.store.get(&key).await {
+            Ok(raw) => {
+                let (header, data) = decode_verified(&key, raw, opts.identities.clone()).await?;
+                if header.file != name {
+                    return Err(Error::WalCorrupt {
+                        key,
+                        reason: format!("it holds {}, not {name}", header.file),
+                        hint: FETCH_HINT,
+                    });
+                }
+                (header, data)
+            }
+            // A segment the WAL stream shipped only in chunks so far.
+            Err(cfdr_storage::Error::NotFound { .. }) => {
+                match chunks::assemble(self, name, opts.identities.clone()).await? {
+                    Some(found) => found,
+                    None => return Ok(Fetched::NotFound),
+                }
+            }
             Err(e) => return Err(e.into()),
         };
-        let (header, data) = decode_verified(&key, raw, opts.identities.clone()).await?;
-        if header.file != name {
-            return Err(Error::WalCorrupt {
-                key,
-                reason: format!("it holds {}, not {name}", header.file),
-                hint: FETCH_HINT,
-            });
-        }
         let dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if let Some(local) = DataDirIdentity::read(&dir)?
             && (local.system_identifier, local.pg_major)
