@@ -144,8 +144,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
             .await?;
             let safe = summary.safe.map(|l| l.to_string()).unwrap_or("-".into());
             println!(
-                "stopped: {} chunks, {} segments stored; safe in the repository up to {safe}",
-                summary.chunks, summary.segments
+                "stopped: {} chunks, {} segments stored, {} repository requests; safe in the repository up to {safe}",
+                summary.chunks, summary.segments, summary.requests
             );
         }
         Command::AdoptTimeline { timeline } => {

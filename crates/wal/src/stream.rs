@@ -104,6 +104,9 @@ pub struct StreamSummary {
     pub chunks: u64,
     /// Completed segments stored.
     pub segments: u64,
+    /// Repository requests made while shipping (chunks, segments, chunk
+    /// listings and deletions, state writes; not the start-up checks).
+    pub requests: u64,
     /// End of the WAL safe in the repository.
     pub safe: Option<Lsn>,
 }
@@ -599,6 +602,8 @@ impl<'a> Shipper<'a> {
             self.archive
                 .push_bytes(name, Bytes::from(data), &self.push)
                 .await?;
+            // The identity read and the create-only write.
+            self.summary.requests += 2;
             self.histories.insert(name.clone());
         }
         for name in &names {
@@ -621,6 +626,7 @@ impl<'a> Shipper<'a> {
             }
             .write(self.archive)
             .await?;
+            self.summary.requests += 1;
             self.recorded = self.safe;
         }
         Ok(())
@@ -637,6 +643,8 @@ impl<'a> Shipper<'a> {
             .into_iter()
             .map(|c| c.key)
             .collect();
+        // Identity read, write, chunk listing and (when any) the delete.
+        self.summary.requests += 3 + u64::from(!stale.is_empty());
         self.archive.store().delete_many(stale).await?;
         std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
         self.cursors.remove(&seg);
@@ -654,6 +662,7 @@ impl<'a> Shipper<'a> {
         let (shipped, seen) = match self.cursors.get(&seg) {
             Some(c) => *c,
             None => {
+                self.summary.requests += 1;
                 let done =
                     chunks::contiguous_end(&chunks::list(self.archive, &segment).await?, first);
                 (done, done)
@@ -696,6 +705,7 @@ impl<'a> Shipper<'a> {
             )
             .await?;
         self.summary.chunks += 1;
+        self.summary.requests += 1;
         self.cursors.insert(seg, (end, now));
         self.pending_since = None;
         self.advance(seg.timeline, end);
