@@ -659,3 +659,71 @@ async fn stalled_uploads_lose_nothing_and_catch_up() {
         "the stream's copy differs from pg_wal"
     );
 }
+
+/// The stream reads from a standby that is promoted: the new timeline is
+/// not adopted, so the stream stops with the adopt-timeline message; once
+/// adopted, a restarted stream stores the history file and follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_stops_the_stream_until_the_timeline_is_adopted() {
+    let test = "a_promotion_stops_the_stream_until_the_timeline_is_adopted";
+    let Some(setup) = Setup::new(Backend::Fs, test).await else {
+        return;
+    };
+    let Some(cluster) = stream_cluster(test, &setup).await else {
+        return;
+    };
+    let bin = cluster.bin().clone();
+    let db = cluster.target("postgres");
+    let names = make_wal(&cluster, 1).await;
+    wait_archived(&cluster, &names[0]).await;
+    let standby_dir = setup.dir.path().join("standby");
+    cfdr_pg::replica::create(&bin, &db, &standby_dir, "standby1")
+        .await
+        .unwrap();
+    let mut standby = LocalCluster::existing(&bin, &standby_dir, &standby_dir).unwrap();
+    standby.start(&[]).await.unwrap();
+    stream_config(&setup, "");
+    let mut stream = Stream::start(&setup, &standby, &[]);
+    wait_streaming(&standby, &stream).await;
+    sql(&db, "INSERT INTO ticks (id) VALUES (1)").await;
+    let end = current_lsn(&db).await;
+    wait_safe(&setup, end, Duration::from_secs(60)).await;
+
+    let promoted = standby.target("postgres");
+    cfdr_pg::replica::promote(&promoted, Duration::from_secs(30))
+        .await
+        .unwrap();
+    sql(&promoted, "INSERT INTO ticks (id) VALUES (2)").await;
+    let status = stream.wait(Duration::from_secs(30));
+    let log = stream.log();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}: {log}");
+    assert!(
+        log.contains("timeline 2 is new") && log.contains("cfdr-wal adopt-timeline 2"),
+        "{log}"
+    );
+    drop(stream);
+
+    setup.archive().adopt_timeline(2).await.unwrap();
+    let stream = Stream::start(&setup, &standby, &[]);
+    wait_streaming(&standby, &stream).await;
+    sql(&promoted, "INSERT INTO ticks (id) VALUES (3)").await;
+    let end = current_lsn(&promoted).await;
+    cfdr_testing::eventually(
+        "the stream follows timeline 2",
+        Duration::from_secs(60),
+        || async {
+            match state(&setup).await {
+                Some(s) if s.timeline == 2 && s.safe_lsn >= end => Ok(()),
+                other => Err(format!("{other:?}, waiting for 2/{end}")),
+            }
+        },
+    )
+    .await;
+    let log = stream.stop();
+    let history = setup
+        .store
+        .stat(&cfdr_storage::wal_archive::wal_key("00000002.history"))
+        .await
+        .unwrap();
+    assert!(history.is_some(), "{log}");
+}
