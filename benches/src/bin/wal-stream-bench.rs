@@ -127,8 +127,8 @@ fn stop_stream(mut child: Child, log: &Path) -> Result<u64> {
     child.wait()?;
     let out = std::fs::read_to_string(log.with_extension("out"))?;
     out.split(", ")
-        .find_map(|p| p.strip_suffix(" repository requests"))
-        .and_then(|n| n.trim().parse().ok())
+        .find_map(|p| p.split_once(" repository requests"))
+        .and_then(|(n, _)| n.trim().parse().ok())
         .with_context(|| format!("no summary from the stream: {out}"))
 }
 
@@ -304,7 +304,8 @@ async fn main() -> Result<()> {
     let bench_out = load.await??;
     let last_lsn = samples.last().map_or(first_lsn, |s| s.1);
     let busy_requests = stop_stream(stream, &log)?;
-    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    // Requests happen while WAL flows: per minute of pgbench.
+    let minutes = args.seconds as f64 / 60.0;
     let wal_mb_s = (last_lsn.0 - first_lsn.0) as f64 / 1e6 / args.seconds as f64;
     let tps = String::from_utf8_lossy(&bench_out.stdout)
         .lines()
@@ -312,12 +313,18 @@ async fn main() -> Result<()> {
         .unwrap_or("")
         .to_owned();
 
-    // Idle: a new stream session on a quiet server.
+    // Idle: a new stream session on a quiet server (after the load's
+    // vacuum, a checkpoint and the next running-transactions record).
+    exec(&db, "VACUUM ANALYZE").await?;
+    exec(&db, "CHECKPOINT").await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle_from = query_lsn(&db, "SELECT pg_current_wal_lsn()::text").await?;
     let log = work.path().join("stream-idle.log");
     let stream = start_stream(&args, &streamed, &cluster, &log)?;
     wait_streaming(&db).await?;
     tokio::time::sleep(Duration::from_secs(args.idle)).await;
     let idle_requests = stop_stream(stream, &log)?;
+    let idle_wal = query_lsn(&db, "SELECT pg_current_wal_lsn()::text").await?.0 - idle_from.0;
 
     println!(
         "backend {}: pgbench -R {} for {} s ({tps}), WAL {wal_mb_s:.2} MB/s, {} samples",
@@ -341,8 +348,9 @@ async fn main() -> Result<()> {
         samples.len()
     );
     println!(
-        "stream requests per minute: busy {:.0} ({busy_requests} in {minutes:.1} min), idle {:.1} ({idle_requests} in {} s)",
+        "stream requests per minute: busy {:.0} ({busy_requests} in {} s of pgbench), idle {:.1} ({idle_requests} in {} s, while the server wrote {idle_wal} bytes of WAL)",
         busy_requests as f64 / minutes,
+        args.seconds,
         idle_requests as f64 / (args.idle as f64 / 60.0),
         args.idle
     );

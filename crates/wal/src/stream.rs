@@ -494,7 +494,12 @@ impl<'a> Shipper<'a> {
         Shipper {
             archive,
             push: PushOptions {
-                encode: encode.clone(),
+                // One zstd thread: multithreaded zstd's buffers would
+                // dominate the stream's memory for no gain at WAL rates.
+                encode: EncodeOptions {
+                    threads: 1,
+                    ..encode.clone()
+                },
                 data_dir: None,
                 cluster: Some(DataDirIdentity {
                     system_identifier: facts.system_identifier,
