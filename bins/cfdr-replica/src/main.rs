@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cfdr_cli::Outcome;
-use cfdr_pg::wal::WalArchive;
 use cfdr_pg::{PgBin, PgTarget, replica};
 use cfdr_storage::Operation;
+use cfdr_wal_archive::WalArchive;
 use clap::{Parser, Subcommand};
 
 /// Streaming standbys for failover (runbook 2.1 "Database Replication", 4.1,

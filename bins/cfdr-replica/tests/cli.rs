@@ -134,7 +134,7 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
         .build()
         .unwrap();
     cfdr_storage::Repository::init(store.clone()).await.unwrap();
-    let archive = cfdr_pg::wal::WalArchive::new(store.clone());
+    let archive = cfdr_wal_archive::WalArchive::new(store.clone());
     // One archived segment of the primary makes the archive its own.
     let segment: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
         .fetch_one(&mut conn)
@@ -143,14 +143,14 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
     let pushed = archive
         .push(
             &primary.data_dir.join("pg_wal").join(&segment),
-            &cfdr_pg::wal::PushOptions {
+            &cfdr_wal_archive::PushOptions {
                 data_dir: Some(primary.data_dir.clone()),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    assert!(matches!(pushed, cfdr_pg::wal::Pushed::Stored { .. }));
+    assert!(matches!(pushed, cfdr_wal_archive::Pushed::Stored { .. }));
     let out = replica(
         &standby.url("postgres"),
         &[

@@ -12,7 +12,7 @@ fn every_command_is_in_the_readme_table() {
     let section = &page[page.find("\n## Commands\n").unwrap() + 1..];
     let section = &section[..section[1..].find("\n## ").unwrap()];
     let commands = cfdr_testing::subcommands(env!("CARGO_BIN_EXE_cfdr-wal"));
-    assert!(commands.len() >= 6, "{commands:?}");
+    assert!(commands.len() >= 7, "{commands:?}");
     for c in commands {
         assert!(
             section.contains(&format!("| `{c}")),

@@ -7,9 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use cfdr_pg::Error;
-use cfdr_pg::wal::{Fetched, PushOptions, Pushed};
 use cfdr_testing::Backend;
+use cfdr_wal_archive::Error;
+use cfdr_wal_archive::{Fetched, PushOptions, Pushed};
 use common::*;
 
 /// A cluster that archives nowhere (archive_command = '/bin/true') with a

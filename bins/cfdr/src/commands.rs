@@ -131,7 +131,10 @@ pub(crate) fn listing() -> String {
             let purpose = match locate(c) {
                 Some(path) => purpose(&path)
                     .unwrap_or_else(|| format!("({} gives no description)", path.display())),
-                None => format!("(not installed: cargo build --release --bin {})", program(c)),
+                None => format!(
+                    "(not installed: cargo build --release --bin {})",
+                    program(c)
+                ),
             };
             (c.to_owned(), purpose)
         })

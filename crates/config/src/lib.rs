@@ -24,7 +24,8 @@
 //! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
 //! watched tables, extensions, restore hooks, smoke query, RTO, restore
 //! session settings, server compression), `[wal]` is
-//! `cfdr_pg::wal::WalOptions` and `[incident]` is
+//! `cfdr_wal_archive::WalOptions`, `[stream]` is
+//! `cfdr_wal_archive::stream::StreamOptions` and `[incident]` is
 //! `cfdr_incident::IncidentConfig`; none has environment overrides. The
 //! reference page docs/configuration.md lists every key with its default (a
 //! test keeps it complete).
@@ -153,7 +154,9 @@ pub struct Config {
     /// `[retention.classes.<data class>]` table per overridden class).
     pub retention: cfdr_retention::Config,
     /// WAL archiving (`cfdr-wal`).
-    pub wal: cfdr_pg::wal::WalOptions,
+    pub wal: cfdr_wal_archive::WalOptions,
+    /// The WAL stream (`cfdr-wal stream`).
+    pub stream: cfdr_wal_archive::stream::StreamOptions,
     /// The recovery-objectives guard's refresher and hysteresis (`[guard]`).
     pub guard: cfdr_guard::GuardConfig,
     /// RPO, RTO and backup ages the guard checks (`[objectives]`).

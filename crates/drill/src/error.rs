@@ -50,6 +50,9 @@ pub enum Error {
     /// Repository work failed.
     #[error(transparent)]
     Storage(Box<cfdr_storage::Error>),
+    /// WAL archive work failed.
+    #[error(transparent)]
+    Wal(Box<cfdr_wal_archive::Error>),
     /// Secrets work failed.
     #[error(transparent)]
     Secrets(Box<cfdr_secrets::Error>),
@@ -77,6 +80,7 @@ macro_rules! boxed_from {
 boxed_from!(
     Pg: cfdr_pg::Error,
     Storage: cfdr_storage::Error,
+    Wal: cfdr_wal_archive::Error,
     Secrets: cfdr_secrets::Error,
     Incident: cfdr_incident::Error
 );

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use cfdr_pg::physical::{self, PhysicalDetails, PitrRequest, RecoveryTarget};
-use cfdr_pg::wal::{WalArchive, WalSegment};
 use cfdr_pg::{LocalCluster, PgTarget, logical, replica};
 use cfdr_storage::{Repository, SecretStore};
+use cfdr_wal_archive::{WalArchive, WalSegment};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use sqlx::{Executor, Row};

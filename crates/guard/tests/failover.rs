@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use cfdr_guard::records::WAL_STREAM_STATE_KEY;
 use cfdr_guard::{Guard, Level, Reason, Settings, TradingState};
-use cfdr_pg::wal::WalArchive;
 use cfdr_pg::{LocalCluster, PgTarget, replica};
 use cfdr_storage::Operation;
 use cfdr_storage::operations::OperationMarker;
 use cfdr_testing::Backend;
+use cfdr_wal_archive::WalArchive;
 use support::{Rig, describe, exposure_of, is, quick_settings, wait_for};
 
 async fn start(rig: &Rig, settings: Settings, pg: PgTarget) -> Guard {
