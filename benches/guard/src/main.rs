@@ -4,26 +4,34 @@
 //!   every 100 ms against a real PostgreSQL: p50 / p99 / p99.9 in ns and
 //!   allocations per call (counted per thread by the global allocator).
 //! - `refresh`: the repository part of a refresh cycle (the incremental WAL
-//!   view and the backup view) against 10,000 backups and 100,000 WAL
-//!   objects on the folder backend and, with `--s3`, the S3 server: time and
-//!   listing requests of the first (discovery) cycle and of steady cycles
-//!   that each find one new segment.
+//!   view, the WAL stream state, the incident view and the operation
+//!   markers) against 10,000 backups, 100,000 WAL objects and an incident
+//!   log on the folder backend and the S3 servers: time and requests
+//!   (counted by an opendal layer) of the first cycle and of steady cycles
+//!   that each find one new segment, next to the floor (one bare request
+//!   of each kind on an empty prefix), then the background scans.
 #![allow(clippy::print_stdout)]
 
 mod alloc;
+mod count;
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cfdr_guard::{BackupView, Dur, Guard, Settings, TradingState, WalView};
+use cfdr_guard::{
+    BackupView, CopyView, DrillView, Dur, Guard, IncidentView, Settings, TradingState, WalView,
+    records,
+};
+use cfdr_incident::{Change, Journal, Severity, Stamp};
 use cfdr_retention::{Lsn, WalSegment};
 use cfdr_storage::Repository;
 use cfdr_storage::wal_archive::wal_key;
 use cfdr_testing::history::{HistorySpec, SEGMENT_SIZE, write_history};
 use cfdr_testing::{Backend, TestLocation};
 use clap::{Parser, Subcommand};
+use count::CountLayer;
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
@@ -78,7 +86,7 @@ fn main() -> Result<()> {
                     "fs" => Backend::Fs,
                     "s3" => Backend::S3,
                     "moto" => Backend::S3Moto,
-                    other => anyhow::bail!("unknown backend {other:?}: fs or s3"),
+                    other => anyhow::bail!("unknown backend {other:?}: fs, s3 or moto"),
                 };
                 rt.block_on(refresh(backend, backups, wal, cycles))?;
             }
@@ -169,15 +177,81 @@ async fn state(calls: usize) -> Result<()> {
     Ok(())
 }
 
+/// Median of `v` in milliseconds.
+fn median_ms(v: &mut [Duration]) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+/// Incidents, drills and copy states beside the history, as a repository
+/// in use has them.
+async fn write_records(store: &cfdr_storage::Store, at: jiff::Timestamp) -> Result<Journal> {
+    let journal = Journal::new(store.clone());
+    for i in 0..10 {
+        let stamp = Stamp::new("bench", at);
+        let inc = journal
+            .open(
+                &stamp,
+                Change::Opened {
+                    title: format!("incident {i}"),
+                    severity: Severity::P2,
+                    commander: None,
+                    halt: false,
+                    text: None,
+                },
+            )
+            .await?
+            .incident;
+        for n in 0..5 {
+            let text = format!("update {n}");
+            journal
+                .append(&inc.id, &stamp, Change::Note { text })
+                .await?;
+        }
+    }
+    for d in 0..20 {
+        let report = serde_json::json!({
+            "version": 1, "status": "SUCCESSFUL",
+            "started": "2026-11-01T02:00:00Z", "finished": "2026-11-01T02:08:00Z",
+            "rto_actual_seconds": 480.0, "rpo_actual_seconds": 2.0,
+        });
+        store
+            .put(
+                &format!("drills/202611{:02}T020000Z/report.json", d + 1),
+                serde_json::to_vec(&report)?,
+            )
+            .await?;
+    }
+    for name in ["eu-west", "us-east"] {
+        let state = serde_json::json!({
+            "version": 1, "name": name, "lag_bytes": 0, "lag_seconds": 1.5,
+            "updated_at": "2026-12-01T12:00:00Z",
+        });
+        store
+            .put(
+                &format!("copy-state/{name}.json"),
+                serde_json::to_vec(&state)?,
+            )
+            .await?;
+    }
+    Ok(journal)
+}
+
 async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) -> Result<()> {
     let loc = TestLocation::new(backend, "guard-refresh-bench")
         .context("no S3 server: run under scripts/with-services")?;
+    // The history is written through a store that is not counted; the
+    // guard's readers go through `counted`.
     let store = loc.options.build()?;
+    let counter = CountLayer::default();
+    let layer = counter.clone();
+    let counted = loc.options.build_with(move |op| op.layer(layer))?;
     let repo = Repository::init(store.clone()).await?;
     let t = Instant::now();
     let history = write_history(&store, &HistorySpec::new(backups, wal)).await?;
+    let journal = write_records(&store, history.at).await?;
     let setup = t.elapsed();
-    // The server writes timeline 2, after the newest segment.
+    // The server writes the newest timeline, after the newest segment.
     let newest = history
         .keys
         .iter()
@@ -188,17 +262,21 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
     let tl = newest.timeline;
     let mut next = newest.segno + 1;
     let server = |segno: u64| Some(Lsn(segno * SEGMENT_SIZE + 0x1000));
-    let mut view = WalView::new(store.clone(), SEGMENT_SIZE);
+    let mut view = WalView::new(counted.clone(), SEGMENT_SIZE);
+    let mut incidents = IncidentView::default();
+    let before = counter.snapshot();
     let t = Instant::now();
     view.refresh(tl, server(next)).await?;
+    incidents.refresh(&counted).await?;
     let discovery = t.elapsed();
-    let discovery_requests = view.requests;
-    let journal = cfdr_incident::Journal::new(store.clone());
-    let mut times = Vec::new();
-    let mut wal_times = Vec::new();
-    let requests_before = view.requests;
-    for _ in 0..cycles {
-        // The archiver pushed one more segment since the last cycle.
+    let discovery_requests = counter.snapshot().since(&before);
+    let stale_after = Duration::from_secs(120);
+    let (mut full, mut wal_only) = (Vec::new(), Vec::new());
+    let mut requests = Vec::new();
+    let incident = journal.list().await?.incidents[0].incident.id.clone();
+    for i in 0..cycles {
+        // The archiver pushed one more segment since the last cycle, and
+        // every fifth cycle someone writes to an incident.
         let seg = WalSegment {
             timeline: tl,
             segno: next,
@@ -207,12 +285,33 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
             .put(&wal_key(&seg.file_name(SEGMENT_SIZE)), b"wal".to_vec())
             .await?;
         next += 1;
+        if i % 5 == 4 {
+            let text = format!("cycle {i}");
+            journal
+                .append(
+                    &incident,
+                    &Stamp::new("bench", history.at),
+                    Change::Note { text },
+                )
+                .await?;
+        }
+        let before = counter.snapshot();
         let t = Instant::now();
+        // What every cycle reads: the WAL archive and the WAL stream state.
         view.refresh(tl, server(next)).await?;
-        wal_times.push(t.elapsed());
-        let halt = journal.halt_state().await?;
-        times.push(t.elapsed());
-        anyhow::ensure!(!halt.trading_halted());
+        let stream = records::wal_stream_state(&counted)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(stream.is_none());
+        wal_only.push(t.elapsed());
+        // What a cycle reads every incident-interval (2 s): incidents and
+        // operation markers. Measured on every cycle here: the worst case.
+        let now = incidents.refresh(&counted).await?;
+        let ops = records::operations(&counted, history.at, stale_after).await?;
+        full.push(t.elapsed());
+        requests.push(counter.snapshot().since(&before));
+        anyhow::ensure!(now.halting.is_empty() && now.damaged.is_empty() && ops.is_empty());
+        anyhow::ensure!(now.open.len() == 10, "{} open incidents", now.open.len());
         anyhow::ensure!(
             view.highest(tl).map(|s| s.segno) == Some(next - 1),
             "the view missed a segment: {:?} vs {}",
@@ -220,33 +319,88 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
             next - 1
         );
     }
-    let steady_requests = (view.requests - requests_before) as f64 / cycles as f64;
-    times.sort();
-    wal_times.sort();
+    let n = requests.len() as f64;
+    let avg = |f: fn(&count::Snapshot) -> u64| requests.iter().map(f).sum::<u64>() as f64 / n;
+    let max_total = requests.iter().map(count::Snapshot::total).max();
+
+    // The floor: one bare request of each kind the cycle makes, on a
+    // prefix that holds nothing.
+    let mut floors = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..10 {
+        let t = Instant::now();
+        counted
+            .list_after("guard-bench-empty/", false, None)
+            .await?;
+        floors[0].push(t.elapsed());
+        let t = Instant::now();
+        counted.list("guard-bench-empty/").await?;
+        floors[1].push(t.elapsed());
+        let t = Instant::now();
+        let _ = counted.get("guard-bench-empty/none").await;
+        floors[2].push(t.elapsed());
+    }
+    // The journal's full read, which the incident view replaces.
+    let mut journal_reads = Vec::new();
+    let before = counter.snapshot();
+    let counted_journal = Journal::new(counted.clone());
+    for _ in 0..3 {
+        let t = Instant::now();
+        counted_journal.halt_state().await?;
+        journal_reads.push(t.elapsed());
+    }
+    let journal_requests = counter.snapshot().since(&before).total() / 3;
+
+    let counted_repo = Repository::open(counted.clone()).await?;
     let mut backups_view = BackupView::default();
     let t = Instant::now();
-    backups_view.scan(&repo, history.at).await?;
+    backups_view.scan(&counted_repo, history.at).await?;
     let backup_first = t.elapsed();
     let first_requests = backups_view.requests;
     let t = Instant::now();
-    backups_view.scan(&repo, history.at).await?;
+    backups_view.scan(&counted_repo, history.at).await?;
     let backup_next = t.elapsed();
+    let mut drills = DrillView::default();
+    let mut copies = CopyView::default();
+    let t = Instant::now();
+    drills.refresh(&counted).await?;
+    copies.refresh(&counted).await?;
+    let records_first = t.elapsed();
+    let before = counter.snapshot();
+    let t = Instant::now();
+    drills.refresh(&counted).await?;
+    copies.refresh(&counted).await?;
+    let records_next = t.elapsed();
+    let records_next_requests = counter.snapshot().since(&before).total();
+    anyhow::ensure!(drills.last.is_some() && copies.copies().len() == 2);
+    drop(repo);
     let doc = serde_json::json!({
         "bench": "guard-refresh",
         "backend": format!("{backend:?}"),
         "backups": backups,
         "wal_objects": wal,
+        "incident_objects": 60 + cycles / 5,
         "setup_s": setup.as_secs_f64(),
-        "wal_discovery_ms": discovery.as_secs_f64() * 1e3,
-        "wal_discovery_list_requests": discovery_requests,
-        "cycle_p50_ms": times[times.len() / 2].as_secs_f64() * 1e3,
-        "cycle_max_ms": times.last().map(|d| d.as_secs_f64() * 1e3),
-        "cycle_wal_list_requests": steady_requests,
-        "cycle_wal_part_p50_ms": wal_times[wal_times.len() / 2].as_secs_f64() * 1e3,
+        "first_cycle_ms": discovery.as_secs_f64() * 1e3,
+        "first_cycle_requests": discovery_requests.total(),
+        "cycle_p50_ms": median_ms(&mut full),
+        "cycle_max_ms": full.last().map(|d| d.as_secs_f64() * 1e3),
+        "cycle_wal_and_stream_p50_ms": median_ms(&mut wal_only),
+        "cycle_requests_avg": avg(count::Snapshot::total),
+        "cycle_requests_max": max_total,
+        "cycle_list_requests_avg": avg(|s| s.list),
+        "cycle_read_requests_avg": avg(|s| s.read),
+        "floor_list_one_level_ms": median_ms(&mut floors[0]),
+        "floor_list_recursive_ms": median_ms(&mut floors[1]),
+        "floor_read_missing_ms": median_ms(&mut floors[2]),
+        "journal_full_read_ms": median_ms(&mut journal_reads),
+        "journal_full_read_requests": journal_requests,
         "backup_scan_first_ms": backup_first.as_secs_f64() * 1e3,
         "backup_scan_first_requests": first_requests,
         "backup_scan_incremental_ms": backup_next.as_secs_f64() * 1e3,
         "backup_scan_incremental_requests": backups_view.requests - first_requests,
+        "drills_copies_first_ms": records_first.as_secs_f64() * 1e3,
+        "drills_copies_next_ms": records_next.as_secs_f64() * 1e3,
+        "drills_copies_next_requests": records_next_requests,
         "backups_seen": backups_view.len(),
     });
     println!("{doc}");

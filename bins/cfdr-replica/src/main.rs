@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cfdr_cli::Outcome;
-use cfdr_pg::wal::WalArchive;
 use cfdr_pg::{PgBin, PgTarget, replica};
+use cfdr_storage::Operation;
+use cfdr_wal_archive::WalArchive;
 use clap::{Parser, Subcommand};
 
 /// Streaming standbys for failover (runbook 2.1 "Database Replication", 4.1,
@@ -69,6 +70,9 @@ enum Command {
         adopt_timeline: bool,
     },
 }
+
+/// How long a promotion waits for the repository to record it.
+const MARKER_WAIT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -136,7 +140,24 @@ async fn run(cli: Cli) -> Result<Outcome> {
             wait,
             adopt_timeline,
         } => {
-            let took = replica::promote(&server, Duration::from_secs(wait)).await?;
+            // Recorded in the repository while it runs, so the trading gate
+            // holds Halted; a failover never waits long for the repository.
+            let repo = async {
+                cfdr_cli::open_repository(&config)
+                    .await
+                    .map(|r| r.store().clone())
+            };
+            let marker = Operation::begin_within(repo, "promote", &server.to_string(), MARKER_WAIT)
+                .await
+                .inspect_err(|e| eprintln!("warning: promoting without an operation marker: {e}"))
+                .ok();
+            let took = replica::promote(&server, Duration::from_secs(wait)).await;
+            if let Some(m) = marker
+                && let Err(e) = m.finish().await
+            {
+                eprintln!("warning: the operation marker stays until it goes stale: {e}");
+            }
+            let took = took?;
             let timeline = replica::current_timeline(&server).await?;
             println!(
                 "{server} promoted in {:.1}s to timeline {timeline} and accepts writes",

@@ -134,7 +134,7 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
         .build()
         .unwrap();
     cfdr_storage::Repository::init(store.clone()).await.unwrap();
-    let archive = cfdr_pg::wal::WalArchive::new(store);
+    let archive = cfdr_wal_archive::WalArchive::new(store.clone());
     // One archived segment of the primary makes the archive its own.
     let segment: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
         .fetch_one(&mut conn)
@@ -143,14 +143,14 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
     let pushed = archive
         .push(
             &primary.data_dir.join("pg_wal").join(&segment),
-            &cfdr_pg::wal::PushOptions {
+            &cfdr_wal_archive::PushOptions {
                 data_dir: Some(primary.data_dir.clone()),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    assert!(matches!(pushed, cfdr_pg::wal::Pushed::Stored { .. }));
+    assert!(matches!(pushed, cfdr_wal_archive::Pushed::Stored { .. }));
     let out = replica(
         &standby.url("postgres"),
         &[
@@ -168,6 +168,15 @@ async fn creates_a_standby_reports_its_lag_and_promotes_it() {
         "{}",
         text(&out)
     );
+    // The failover was recorded in the repository while it ran (the trading
+    // gate holds Halted then) and the record is gone now that it is over.
+    assert!(
+        !text(&out).contains("without an operation marker"),
+        "{}",
+        text(&out)
+    );
+    let markers = cfdr_storage::operations::markers(&store).await.unwrap();
+    assert!(markers.is_empty(), "{markers:?}");
     let mut promoted = standby.target("postgres").connect().await.unwrap();
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut promoted)

@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 /// checksum, and prove the whole write/read path with a self-test.
 ///
 /// Exit codes: 0 success, 1 a verification failed (an object's size or
-/// SHA-256, or a manifest that cannot be read), 2 usage or runtime error.
+/// SHA-256, or a manifest that cannot be read), 2 usage or runtime error;
+/// `check` exits 1 when it finds a problem (not for warnings).
 /// `list` and `info` show a backup whose manifest cannot be read as DAMAGED
 /// and go on with the rest.
 #[derive(Debug, Parser)]
@@ -15,7 +16,8 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  \
     cfdr-repo selftest --init                       # local ./cfdr-repo, 64 MiB round trip\n  \
     cfdr-repo -r s3://backups/cfdr?region=eu-west-1 list --json\n  \
-    cfdr-repo verify --all"
+    cfdr-repo verify --all\n  \
+    cfdr-repo check                                 # versioning and object lock of the bucket"
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -47,6 +49,14 @@ pub(crate) enum Command {
         /// Verify every backup.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+    },
+    /// Report S3 versioning and Object Lock of the repository's bucket and
+    /// the retention of its newest backup; warn on GOVERNANCE mode or a
+    /// retention shorter than the retention window (exit 1 on a problem).
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Write, commit, verify, read back and delete a sample backup.
     Selftest {

@@ -27,6 +27,21 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Outcome> {
     let config = cli.common.config()?;
+    // Before building the store: the check reports settings a store
+    // cannot be built with.
+    if let Command::Check { json } = cli.command {
+        let check = cfdr_storage::check_object_lock(&config.repository).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&check)?);
+        } else {
+            print!("{}", check.render());
+        }
+        return Ok(if check.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::CheckFailed
+        });
+    }
     let store = config.repository.build()?;
     let location = store.location().display();
     let repo = match &cli.command {
@@ -39,7 +54,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         _ => Repository::open(store).await?,
     };
     match cli.command {
-        Command::Init => unreachable!("handled above"),
+        Command::Init | Command::Check { .. } => unreachable!("handled above"),
         Command::Info { json } => {
             let catalog = repo.catalog().await?;
             warn_damaged(&catalog);

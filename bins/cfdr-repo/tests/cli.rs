@@ -426,16 +426,19 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn every_command_is_in_the_readme_commands_table() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let section = &readme[readme.find("\n## Commands\n").unwrap() + 1..];
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/commands.md"
+    ))
+    .unwrap();
+    let section = &page[page.find("\n## cfdr-repo\n").unwrap() + 1..];
     let section = &section[..section[1..].find("\n## ").unwrap()];
     let commands = cfdr_testing::subcommands(env!("CARGO_BIN_EXE_cfdr-repo"));
     assert!(commands.len() >= 5, "{commands:?}");
     for c in commands {
         assert!(
             section.contains(&format!("| `{c}")),
-            "README \"Commands\" lacks cfdr-repo {c}"
+            "docs/commands.md \"cfdr-repo\" lacks cfdr-repo {c}"
         );
     }
 }

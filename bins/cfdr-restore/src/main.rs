@@ -12,7 +12,7 @@ use cfdr_cli::Outcome;
 use cfdr_pg::PgTarget;
 use cfdr_pg::logical::{self, RestoreRequest, Selector};
 use cfdr_pg::physical::{self, PitrRequest};
-use cfdr_storage::BackupId;
+use cfdr_storage::{BackupId, Operation};
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -76,8 +76,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 identities,
                 keep_failed: false,
             };
+            // Recorded in the repository while it runs: the trading gate holds Halted.
+            let work = logical::restore(&repo, &server, &manifest, &config.pg, &req, print_step);
             let report =
-                logical::restore(&repo, &server, &manifest, &config.pg, &req, print_step).await?;
+                Operation::around(repo.store(), "restore-logical", manifest.id.as_str(), work)
+                    .await?;
             println!("restored into {}", report.database);
             if let Some(previous) = &report.previous {
                 println!("previous database kept as {previous}");
@@ -107,7 +110,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 rto,
                 bin_dir: config.pg.bin_dir.clone(),
             };
-            let report = match physical::pitr(&repo, &req, print_step).await {
+            let work = physical::pitr(&repo, &req, print_step);
+            let detail = format!("{} into {}", req.target, req.data_dir.display());
+            let report = match Operation::around(repo.store(), "pitr", &detail, work).await {
                 Ok(report) => report,
                 Err(e) => return Err(pitr_failed(e, &req.data_dir)),
             };

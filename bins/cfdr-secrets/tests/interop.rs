@@ -135,7 +135,7 @@ fn ssh_ed25519_recipients_work_both_ways() {
     assert_eq!(unseal(&ids, &from_age).unwrap().expose(), b"back");
 }
 
-/// The README's break-glass recipes (`age -d -i` piped into `jq`), checked
+/// The break-glass recipes of docs/secrets.md (`age -d -i` piped into `jq`), checked
 /// against what cfdr itself restores.
 const K8S_RECIPE: &str = r#"{apiVersion: "v1", kind: "Secret", type: "Opaque", metadata: {name: $name, namespace: $ns}, data: (.entries | map({key: .name, value: (if .encoding == "base64" then .value else (.value | @base64) end)}) | from_entries)}"#;
 const VAULT_RECIPE: &str = r#".entries | group_by(.name | split("/")[:-1] | join("/"))[] | {path: (.[0].name | split("/")[:-1] | join("/")), data: (map({key: (.name | split("/")[-1]), value: (if .type == "json" then (.value | fromjson) else .value end)}) | from_entries)}"#;

@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) common: cfdr_cli::Common,
-    /// Print JSON instead of the table (fields documented in the README).
+    /// Print JSON instead of the table (fields documented in docs/objectives.md).
     #[arg(long)]
     pub(crate) json: bool,
     /// Report only these named checks (repeatable): trading-gate,

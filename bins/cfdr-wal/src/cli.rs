@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
     after_help = "postgresql.conf:\n  \
     archive_command = 'cfdr-wal --config /etc/cfdr/cfdr.toml push %p'\n  \
     restore_command = 'cfdr-wal --config /etc/cfdr/cfdr.toml fetch %f %p'\n\
-    Examples:\n  cfdr-wal list\n  cfdr-wal check --from 000000010000000000000042"
+    Examples:\n  cfdr-wal list\n  cfdr-wal check --from 000000010000000000000042\n  \
+    DATABASE_URL=postgres://cfdr@db/postgres cfdr-wal stream"
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -70,6 +71,20 @@ pub(crate) enum Command {
     AdoptTimeline {
         /// The timeline id (decimal).
         timeline: u32,
+    },
+    /// Stream WAL into the repository continuously (DATABASE_URL / PG*):
+    /// pg_receivewal through a replication slot, chunks within a second,
+    /// completed segments as `push` stores them. Runs until stopped.
+    Stream {
+        /// Replication slot (stream.slot; created when absent).
+        #[arg(long)]
+        slot: Option<String>,
+        /// Local folder of the stream (stream.spool-dir).
+        #[arg(long)]
+        stream_dir: Option<PathBuf>,
+        /// Run even when max_slot_wal_keep_size is unlimited (stream.allow-unbounded-slot).
+        #[arg(long)]
+        allow_unbounded_slot: bool,
     },
     /// The asynchronous push worker (started by `push --async`).
     #[command(hide = true)]

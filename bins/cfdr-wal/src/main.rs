@@ -1,4 +1,4 @@
-//! cfdr-wal: thin wiring from flags to `cfdr_pg::wal`.
+//! cfdr-wal: thin wiring from flags to `cfdr_wal_archive`.
 // Binaries own the terminal: printing is their job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cfdr_cli::Outcome;
-use cfdr_pg::wal::{FetchOptions, Fetched, PushOptions, WalArchive, spool};
+use cfdr_wal_archive::{FetchOptions, Fetched, PushOptions, WalArchive, spool, stream};
 use clap::Parser;
 
 mod cli;
@@ -40,7 +40,11 @@ async fn run(cli: Cli) -> Result<Outcome> {
     };
     let push = || -> Result<PushOptions> {
         let (encode, data_dir) = (config.encode_options()?, Some(data_dir.clone()));
-        Ok(PushOptions { encode, data_dir })
+        Ok(PushOptions {
+            encode,
+            data_dir,
+            cluster: None,
+        })
     };
     let fetch = || -> Result<FetchOptions> {
         let identities = config.identities()?.map(Arc::new);
@@ -112,12 +116,37 @@ async fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Preflight => {
             let db = cfdr_pg::PgTarget::from_env()?;
-            let problems = cfdr_pg::wal::preflight(&db, &archive().await?).await?;
+            let problems = cfdr_wal_archive::preflight(&db, &archive().await?).await?;
             problems.iter().for_each(|p| println!("PROBLEM {p}"));
             if !problems.is_empty() {
                 return Ok(Outcome::CheckFailed);
             }
             println!("ok: WAL settings, archiver and identity are in order");
+        }
+        Command::Stream {
+            slot,
+            stream_dir,
+            allow_unbounded_slot,
+        } => {
+            let mut opts = config.stream.clone();
+            opts.slot = slot.clone().unwrap_or(opts.slot);
+            opts.spool_dir = stream_dir.clone().unwrap_or(opts.spool_dir);
+            opts.allow_unbounded_slot |= *allow_unbounded_slot;
+            let db = cfdr_pg::PgTarget::from_env()?;
+            let summary = stream::run(
+                &archive().await?,
+                &db,
+                &opts,
+                &config.encode_options()?,
+                config.pg.bin_dir.as_deref(),
+                stop_requested(),
+            )
+            .await?;
+            let safe = summary.safe.map(|l| l.to_string()).unwrap_or("-".into());
+            println!(
+                "stopped: {} chunks, {} segments stored, {} repository requests; safe in the repository up to {safe}",
+                summary.chunks, summary.segments, summary.requests
+            );
         }
         Command::AdoptTimeline { timeline } => {
             let id = archive().await?.adopt_timeline(*timeline).await?;
@@ -125,4 +154,20 @@ async fn run(cli: Cli) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// SIGTERM (systemd, Kubernetes) or Ctrl-C.
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

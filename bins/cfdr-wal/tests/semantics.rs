@@ -7,9 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use cfdr_pg::Error;
-use cfdr_pg::wal::{Fetched, PushOptions, Pushed};
 use cfdr_testing::Backend;
+use cfdr_wal_archive::Error;
+use cfdr_wal_archive::{Fetched, PushOptions, Pushed};
 use common::*;
 
 /// A cluster that archives nowhere (archive_command = '/bin/true') with a
@@ -152,7 +152,7 @@ async fn fetch_missing_is_quiet_and_damage_is_fatal() {
     );
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(&path).unwrap());
 
-    // The manual path of the README: strip the header line, zstd -d.
+    // The manual path of docs/wal-archiving.md: strip the header line, zstd -d.
     let Some(zstd) = cfdr_testing::tool("zstd", "zstd", test) else {
         return;
     };

@@ -15,18 +15,28 @@
 //! | `encryption.identity-file` | `CFDR_AGE_IDENTITY_FILE` | none |
 //! | `encryption.identity-env` | - | `CFDR_AGE_IDENTITY` |
 //! | `wal.spool-dir` | `CFDR_WAL_SPOOL` | `/var/spool/cfdr/wal` |
+//! | `repository.object-lock` | - | `off` (`governance`, `compliance`) |
+//! | `repository.object-lock-margin` | - | `30d` |
+//!
+//! With `object-lock` on, each object's retention window comes from
+//! `[retention]` ([`Config::lock_periods`]); see docs/object-lock.md.
 //!
 //! `[pg]` is `cfdr_pg::logical::LogicalOptions` (client tool folder,
 //! watched tables, extensions, restore hooks, smoke query, RTO, restore
 //! session settings, server compression), `[wal]` is
-//! `cfdr_pg::wal::WalOptions` and `[incident]` is
+//! `cfdr_wal_archive::WalOptions`, `[stream]` is
+//! `cfdr_wal_archive::stream::StreamOptions` and `[incident]` is
 //! `cfdr_incident::IncidentConfig`; none has environment overrides. The
-//! README's "Configuration reference" lists every key with its default (a
+//! reference page docs/configuration.md lists every key with its default (a
 //! test keeps it complete).
 //!
 //! The recovery-objectives guard reads `[guard]` and `[objectives]`
 //! (`cfdr_guard::GuardConfig`, `cfdr_guard::Objectives`: RPO 5 min, RTO
 //! 30 min and the backup schedules of the runbook by default).
+//!
+//! `cfdr-drill` reads `[drill]` (`cfdr_drill::DrillConfig`: database RTO
+//! 10 min, full-system RTO 30 min, incident severity P2) and the RPO of
+//! `[objectives]`.
 //!
 //! Retention policies (`[retention]`) are `cfdr_retention::Config`: the
 //! time zone of bucket boundaries, the grace period of incomplete backups
@@ -52,10 +62,11 @@
 
 use std::path::{Path, PathBuf};
 
+use cfdr_retention::{DataClass, Policy};
 use cfdr_secrets::{Identities, Recipients};
 use cfdr_storage::{
-    AzblobOptions, CompatOptions, Compression, EncodeOptions, GcsOptions, Location, RetryOptions,
-    S3Options, StorageOptions, TimeoutOptions,
+    AzblobOptions, CompatOptions, Compression, EncodeOptions, GcsOptions, Location, LockPeriod,
+    LockPeriods, RetryOptions, S3Options, StorageOptions, TimeoutOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -249,7 +260,9 @@ pub struct Config {
     /// `[retention.classes.<data class>]` table per overridden class).
     pub retention: cfdr_retention::Config,
     /// WAL archiving (`cfdr-wal`).
-    pub wal: cfdr_pg::wal::WalOptions,
+    pub wal: cfdr_wal_archive::WalOptions,
+    /// The WAL stream (`cfdr-wal stream`).
+    pub stream: cfdr_wal_archive::stream::StreamOptions,
     /// The recovery-objectives guard's refresher and hysteresis (`[guard]`).
     pub guard: cfdr_guard::GuardConfig,
     /// RPO, RTO and backup ages the guard checks (`[objectives]`).
@@ -257,6 +270,51 @@ pub struct Config {
     /// Secondary repositories `cfdr-copy` copies to (`[[copy]]`).
     #[serde(rename = "copy", skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyConfig>,
+    /// DR drills (`[drill]`): database and full-system RTOs, the severity
+    /// of the incident a failed drill opens.
+    pub drill: cfdr_drill::DrillConfig,
+}
+
+/// The longest rule of `policy` as a period from `now`; `None` when it
+/// keeps something forever (an unlimited count).
+fn policy_window(policy: &Policy, now: jiff::Timestamp) -> Option<LockPeriod> {
+    use cfdr_retention::{CalendarDuration, Count, Period};
+    if policy.keep_last == Count::Unlimited
+        || Period::ALL
+            .iter()
+            .any(|p| policy.count(*p) == Count::Unlimited)
+    {
+        return None;
+    }
+    let span = |d: CalendarDuration| -> Option<jiff::Span> {
+        jiff::Span::new()
+            .try_years(d.years)
+            .and_then(|s| s.try_months(d.months))
+            .and_then(|s| s.try_weeks(d.weeks))
+            .and_then(|s| s.try_days(d.days))
+            .and_then(|s| s.try_hours(d.hours))
+            .ok()
+    };
+    let mut spans = vec![span(policy.keep_within)?];
+    for p in Period::ALL {
+        spans.push(span(policy.within(p))?);
+        let Count::Limited(n) = policy.count(p) else {
+            continue;
+        };
+        let n = i64::from(n);
+        let counted = match p {
+            Period::Hourly => jiff::Span::new().try_hours(n),
+            Period::Daily => jiff::Span::new().try_days(n),
+            Period::Weekly => jiff::Span::new().try_weeks(n),
+            Period::Monthly => jiff::Span::new().try_months(n),
+            Period::Yearly => jiff::Span::new().try_years(n),
+        };
+        spans.push(counted.ok()?);
+    }
+    spans
+        .into_iter()
+        .map(LockPeriod)
+        .max_by(|a, b| a.cmp_at(b, now))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -266,11 +324,12 @@ fn env(name: &str) -> Option<String> {
 impl Config {
     /// Parses TOML text (no environment applied).
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| Error::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
             origin: "text".into(),
             reason: e.to_string(),
         })?;
         cfg.validate_copies()?;
+        cfg.repository.lock_periods = cfg.lock_periods();
         Ok(cfg)
     }
 
@@ -316,6 +375,51 @@ impl Config {
             Some(copy) => self.repository = copy.storage(),
             None => self.repository.url = Some(arg.to_owned()),
         }
+        self.repository.lock_periods = self.lock_periods();
+    }
+
+    /// How long each kind of object stays locked when `[repository]
+    /// object-lock` is on (before the margin): the retention window of its
+    /// data class. A class's window is its longest rule (`keep-within*`,
+    /// or N hours/days/weeks/months/years for `keep-hourly = N` ...;
+    /// `keep-last` has no length and counts for nothing). Logical and
+    /// physical backups and WAL take the longer of `database` and
+    /// `database-archive` (a key does not say which schedule made it).
+    /// Classes kept indefinitely, and objects of no class (incident
+    /// records, `cfdr.json`), take the longest finite window of all.
+    pub fn lock_periods(&self) -> LockPeriods {
+        let now = jiff::Timestamp::now();
+        let longer = |a: Option<LockPeriod>, b: Option<LockPeriod>| match (a, b) {
+            (Some(a), Some(b)) => Some(if a.cmp_at(&b, now).is_lt() { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let classes = &self.retention.classes;
+        let finite = DataClass::ALL
+            .into_iter()
+            .filter_map(|c| policy_window(classes.get(c), now))
+            .fold(None, |acc, w| longer(acc, Some(w)))
+            .unwrap_or_default();
+        let window = |c: DataClass| policy_window(classes.get(c), now).unwrap_or(finite);
+        let database = longer(
+            Some(window(DataClass::Database)),
+            Some(window(DataClass::DatabaseArchive)),
+        )
+        .unwrap_or(finite);
+        let kinds = cfdr_retention::Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                let period = match kind {
+                    cfdr_retention::Kind::Logical | cfdr_retention::Kind::Physical => database,
+                    _ => window(self.retention.data_class(kind, "")),
+                };
+                (kind.name().to_owned(), period)
+            })
+            .collect();
+        LockPeriods {
+            kinds,
+            wal: database,
+            other: finite,
+        }
     }
 
     /// Loads the file (explicit path, `$CFDR_CONFIG`, or the system file if
@@ -345,6 +449,7 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply_env()?;
+        cfg.repository.lock_periods = cfg.lock_periods();
         Ok(cfg)
     }
 
@@ -492,10 +597,12 @@ mod tests {
 
     #[test]
     fn the_readme_reference_parses_and_lists_every_key() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
-        let section = &readme[readme.find("## Configuration reference").unwrap()..];
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        let section = &readme[readme.find("# Configuration reference").unwrap()..];
         let start = section.find("```toml\n").unwrap() + "```toml\n".len();
         let block = &section[start..start + section[start..].find("```").unwrap()];
         Config::from_toml(block).unwrap();
@@ -516,7 +623,10 @@ mod tests {
                 missing.push(format!("{header} {key}"));
             }
         }
-        assert!(missing.is_empty(), "README reference lacks {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md reference lacks {missing:?}"
+        );
     }
 
     #[test]
@@ -539,12 +649,72 @@ mod tests {
             let err = Config::from_toml(bad).unwrap_err().to_string();
             assert!(err.contains(names), "{err}");
         }
+        let cfg = Config::from_toml(
+            "[guard]\nsafe-replicas = ['standby-east']\noperation-stale-after = '5m'\n[objectives]\ndrill-max-age = '14d'\n",
+        )
+        .unwrap();
+        let s = cfg.guard_settings().unwrap();
+        assert_eq!(s.guard.safe_replicas, ["standby-east"]);
+        assert_eq!(s.guard.operation_stale_after.0.as_secs(), 300);
+        assert_eq!(s.objectives.drill_max_age.0.as_secs(), 14 * 86_400);
+        let blank = Config::from_toml("[guard]\nsafe-replicas = ['']").unwrap();
+        let err = blank.guard_settings().unwrap_err().to_string();
+        assert!(err.contains("guard.safe-replicas"), "{err}");
         let zero = Config::from_toml("[objectives]\nrpo = '0s'").unwrap();
         let err = zero.guard_settings().unwrap_err().to_string();
         assert!(
             err.contains("objectives.rpo") && err.contains("zero"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn object_lock_keys_and_windows_from_retention() {
+        let cfg = Config::from_toml(
+            "[repository]\nurl = 's3://b/p'\nobject-lock = 'compliance'\nobject-lock-margin = '14d'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.repository.object_lock,
+            cfdr_storage::LockMode::Compliance
+        );
+        assert_eq!(cfg.repository.object_lock_margin.to_string(), "14d");
+        let p = &cfg.repository.lock_periods;
+        // The runbook's windows: audit and trading records 7 years, logs
+        // 90 days, database backups the longer of 52 weekly and the
+        // 1-year archive, indefinite classes the longest finite window.
+        let shown = |k: &str| p.kinds[k].to_string();
+        assert_eq!(
+            [
+                "audit", "trading", "logs", "logical", "physical", "config", "secrets"
+            ]
+            .map(shown),
+            ["7y", "7y", "90d", "1y", "1y", "7y", "7y"]
+        );
+        assert_eq!(
+            (p.wal.to_string(), p.other.to_string()),
+            ("1y".into(), "7y".into())
+        );
+
+        let cfg = Config::from_toml(
+            "[retention.classes.database]\nkeep-daily = 10\n[retention.classes.database-archive]\nkeep-monthly = 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.repository.object_lock, cfdr_storage::LockMode::Off);
+        assert_eq!(cfg.repository.object_lock_margin.to_string(), "30d");
+        assert_eq!(
+            cfg.repository.lock_periods.kinds["logical"].to_string(),
+            "3mo"
+        );
+
+        for (bad, names) in [
+            ("[repository]\nobject-lock = 'strict'", "strict"),
+            ("[repository]\nobject-lock-margin = 'a month'", "a month"),
+            ("[repository]\nobject-lock-margin = '-1d'", "negative"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{err}");
+        }
     }
 
     #[test]

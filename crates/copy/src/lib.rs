@@ -14,7 +14,7 @@
 //!   never listed on the secondary;
 //! - the WAL archive (segments, `.partial`, `.backup`, `.history` and
 //!   `wal/cluster.json`): each object checked against its own header
-//!   (`cfdr_pg::wal::verify_stored`) before it is copied;
+//!   (`cfdr_wal_archive::verify_stored`) before it is copied;
 //! - secret bundles (the age object against its manifest, then the
 //!   manifest) and incident records.
 //!

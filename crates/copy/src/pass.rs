@@ -776,7 +776,7 @@ impl Copier {
             Check::Recorded(info) => return self.stream(&job.key, info).await,
             Check::Wal => {
                 let raw = self.primary.get(&job.key).await.map_err(source_err)?;
-                let header = cfdr_pg::wal::verify_stored(
+                let header = cfdr_wal_archive::verify_stored(
                     &job.key,
                     raw.clone(),
                     self.opts.identities.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cfdr_copy::{Copier, CopyOptions, FollowOptions, Report};
 use cfdr_incident::{Change, Journal, Severity, Stamp};
-use cfdr_pg::wal::{PushOptions, WalArchive};
+use cfdr_wal_archive::{PushOptions, WalArchive};
 use cfdr_secrets::{Encryption, Recipients, SecretBundle, SecretValue};
 use cfdr_storage::secret_bundles::SecretStore;
 use cfdr_storage::wal_archive::list_wal;

@@ -95,7 +95,7 @@ impl BackupView {
                     );
                 }
                 // Not committed (yet): looked at again next scan.
-                Err(StorageError::NotFound { .. }) => {}
+                Err(StorageError::NotFound { .. } | StorageError::NoSuchBackup { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

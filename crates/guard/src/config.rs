@@ -12,6 +12,9 @@
 //! incident-interval = "2s"    # how often open incidents are read
 //! backup-interval = "60s"     # how often new backups are looked for
 //! query-timeout = "2s"        # one PostgreSQL round trip
+//! storage-timeout = "3s"      # one repository call within a cycle
+//! safe-replicas = []          # standbys (application_name) whose flushed WAL counts as safe
+//! operation-stale-after = "2m" # an operation marker not rewritten this long is stale
 //!
 //! [objectives]
 //! rpo = "5m"
@@ -21,6 +24,7 @@
 //! "logical/daily" = "25h"
 //! "logical/weekly" = "8d"
 //! "physical" = "25h"          # a daily physical schedule plus one hour of grace
+//! drill-max-age = "31d"       # warn when no DR drill ran this long (in [objectives])
 //! ```
 //!
 //! Durations are numbers with a unit (`ms`, `s`, `m`, `h`, `d`, `w`), parts
@@ -158,6 +162,12 @@ pub struct GuardConfig {
     pub query_timeout: Dur,
     /// Limit of one repository call within a cycle.
     pub storage_timeout: Dur,
+    /// Standbys (their `application_name` in `pg_stat_replication`) whose
+    /// flushed position counts as safe for the exposure, while streaming.
+    pub safe_replicas: Vec<String>,
+    /// An operation marker (restore, failover) not rewritten for this long
+    /// stands for no running operation: reported, not held.
+    pub operation_stale_after: Dur,
 }
 
 impl Default for GuardConfig {
@@ -173,6 +183,8 @@ impl Default for GuardConfig {
             backup_interval: Dur(Duration::from_secs(60)),
             query_timeout: Dur(Duration::from_secs(2)),
             storage_timeout: Dur(Duration::from_secs(3)),
+            safe_replicas: Vec::new(),
+            operation_stale_after: Dur(cfdr_storage::operations::STALE_AFTER),
         }
     }
 }
@@ -187,6 +199,8 @@ pub struct Objectives {
     pub rto: Dur,
     /// Newest backup of `kind/class` (or any class of `kind`) no older than.
     pub backups: BTreeMap<String, Dur>,
+    /// The `drill` check warns when no DR drill finished within this long.
+    pub drill_max_age: Dur,
 }
 
 impl Default for Objectives {
@@ -204,6 +218,7 @@ impl Default for Objectives {
                 ("logical/weekly".to_owned(), h(8 * 24)),
                 ("physical".to_owned(), h(25)),
             ]),
+            drill_max_age: h(31 * 24),
         }
     }
 }
@@ -276,9 +291,21 @@ impl Settings {
             ("guard.backup-interval", g.backup_interval),
             ("guard.query-timeout", g.query_timeout),
             ("guard.storage-timeout", g.storage_timeout),
+            ("guard.operation-stale-after", g.operation_stale_after),
+            ("objectives.drill-max-age", o.drill_max_age),
         ] {
             if d.0.is_zero() {
                 return Err(config_err(key, "must be longer than zero"));
+            }
+        }
+        for name in &g.safe_replicas {
+            if name.trim().is_empty() || name.trim() != name {
+                return Err(config_err(
+                    "guard.safe-replicas",
+                    format!(
+                        "{name:?} is not an application_name; name each standby as pg_stat_replication shows it"
+                    ),
+                ));
             }
         }
         for (name, max_age) in &o.backups {

@@ -4,8 +4,10 @@
 //!
 //! [`Guard::start`] spawns a refresher on the caller's tokio runtime that,
 //! every `refresh-interval` (1 s), samples the server's WAL position and
-//! transaction snapshot, looks at the WAL archive incrementally, reads open
-//! incidents and, less often, the newest backups. [`Guard::state`] returns
+//! transaction snapshot, looks at the WAL archive and the WAL stream state
+//! incrementally, reads new incident events and operation markers (every
+//! `incident-interval`) and, in the background, the newest backups, DR
+//! drill reports and off-region copy states. [`Guard::state`] returns
 //! the trading state from atomics: no I/O, no lock, no allocation.
 //!
 //! ```no_run
@@ -43,6 +45,17 @@
 //!   (`PrimaryDown`): trades cannot be persisted before they are
 //!   acknowledged (runbook 2.1). **In recovery** (restore or failover in
 //!   progress): `Halted` (`PrimaryInRecovery`).
+//! - **Restores and failovers recorded as in progress** (an operation
+//!   marker under `operations/`, written by `cfdr-restore` and
+//!   `cfdr-replica promote`, see [`cfdr_storage::operations`]): `Halted`
+//!   (`OperationInProgress`) while the marker is there. A marker whose
+//!   process is gone (same host) or that was not rewritten for
+//!   `operation-stale-after` is reported (check `operations`), not held; an
+//!   object there that is not a marker is held (fail closed).
+//! - **Safe positions** other than the archive count on the server's
+//!   current timeline only: the WAL stream's `safe_lsn`
+//!   (`wal-stream/state.json`) and the flushed position of a streaming
+//!   standby named in `safe-replicas`.
 //! - **Repository down**: `Reducing` (`RepositoryUnreachable`); exposure
 //!   keeps being computed against the last safe position seen, so it only
 //!   over-states and reaches `Halted` when it passes `rpo x halt-multiple`.
@@ -65,9 +78,11 @@ mod backups;
 pub mod config;
 mod error;
 pub mod exposure;
+mod incidents;
 pub mod metrics;
 pub mod page;
 mod probe;
+pub mod records;
 mod state;
 mod status;
 pub mod text;
@@ -88,7 +103,9 @@ pub use backups::{BackupSeen, BackupView};
 pub use config::{Dur, GuardConfig, Objectives, Settings, StaleState};
 pub use error::{Error, Result};
 pub use exposure::Exposure;
+pub use incidents::{IncidentView, IncidentsNow};
 pub use probe::{ArchiverStats, Replica};
+pub use records::{CopyLag, CopyView, DrillSeen, DrillView, OperationSeen, WalStreamState};
 pub use state::{Condition, Hysteresis, Reason, TradingState, Transition};
 pub use status::{
     BackupAge, Check, Gate, Level, Objective, OpenIncident, Status, TransitionCount, WalStatus,
@@ -293,31 +310,52 @@ fn empty_status(repo: &Repository) -> Status {
             .iter()
             .map(|s| (format!("{s:?}"), 0))
             .collect(),
+        operations: Vec::new(),
+        drill: None,
+        copies: Vec::new(),
         transitions: Vec::new(),
         cycles: 0,
     }
 }
 
-/// What a background scan of backups and incidents brings back.
+/// What a background scan of backups, drills and copies brings back.
 struct Scan {
     view: BackupView,
     error: Option<String>,
-    incidents: Option<Vec<OpenIncident>>,
+    drills: DrillView,
+    drill_error: Option<String>,
+    copies: CopyView,
 }
 
-fn open_incidents(listing: &cfdr_incident::Listing) -> Vec<OpenIncident> {
-    listing
-        .incidents
-        .iter()
-        .map(|l| &l.incident)
-        .filter(|i| i.status.is_active())
-        .map(|i| OpenIncident {
-            id: i.id.to_string(),
-            title: i.title.clone(),
-            severity: format!("{:?}", i.severity),
-            halt: i.trading_halted(),
-        })
-        .collect()
+/// A safe position beyond the archive: `(timeline, position, source)`.
+type ExtraSafe = (u32, Lsn, String);
+
+/// The safe position of `timeline`: the archive's, or a further one (the
+/// WAL stream, a standby that counts as safe) on that timeline.
+fn safe_with(view: &WalView, extra: &[ExtraSafe], timeline: u32) -> Option<(Lsn, String)> {
+    let mut best = view.safe(timeline).map(|l| (l, "archive".to_owned()));
+    for (tl, lsn, by) in extra {
+        if *tl == timeline && best.as_ref().is_none_or(|(b, _)| lsn > b) {
+            best = Some((*lsn, by.clone()));
+        }
+    }
+    best
+}
+
+/// A repository call with the cycle's time limit; errors in words.
+async fn within<T, E: std::fmt::Display>(
+    limit: Dur,
+    repo: &Repository,
+    f: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout(limit.0, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "{}: no answer within {limit}",
+            repo.store().location().display()
+        )),
+    }
 }
 
 /// The refresher's own state.
@@ -335,6 +373,14 @@ struct Refresher {
     /// Whether a backup scan completed (before, backup ages are unknown).
     backups_scanned: bool,
     scan_task: Option<tokio::task::JoinHandle<Scan>>,
+    incidents: IncidentView,
+    operations: std::result::Result<Vec<OperationSeen>, String>,
+    stream: Option<WalStreamState>,
+    stream_error: Option<String>,
+    extra_safe: Vec<ExtraSafe>,
+    drills: DrillView,
+    drill_error: Option<String>,
+    copies: CopyView,
     last_backup_scan: Option<Instant>,
     backup_error: Option<String>,
     last_incident_check: Option<Instant>,
@@ -363,6 +409,14 @@ impl Refresher {
             backups: BackupView::default(),
             backups_scanned: false,
             scan_task: None,
+            incidents: IncidentView::default(),
+            operations: Ok(Vec::new()),
+            stream: None,
+            stream_error: None,
+            extra_safe: Vec::new(),
+            drills: DrillView::default(),
+            drill_error: None,
+            copies: CopyView::default(),
             last_backup_scan: None,
             backup_error: None,
             last_incident_check: None,
@@ -394,15 +448,7 @@ impl Refresher {
         &self,
         f: impl std::future::Future<Output = std::result::Result<T, E>>,
     ) -> std::result::Result<T, String> {
-        match tokio::time::timeout(self.settings.guard.storage_timeout.0, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "{}: no answer within {}",
-                self.repo.store().location().display(),
-                self.settings.guard.storage_timeout
-            )),
-        }
+        within(self.settings.guard.storage_timeout, &self.repo, f).await
     }
 
     /// One cycle: read, decide, publish.
@@ -413,7 +459,7 @@ impl Refresher {
         let mut conditions = Vec::new();
 
         // PostgreSQL.
-        let reading = match self.probe.read(at).await {
+        let mut reading = match self.probe.read(at).await {
             Ok((reading, anchor)) => {
                 if let Some(a) = anchor
                     && self.samples.iter().all(|s| s.at.is_none())
@@ -435,7 +481,12 @@ impl Refresher {
                 None
             }
         };
-        if let Some(r) = &reading {
+        if let Some(r) = &mut reading {
+            for rep in &mut r.replicas {
+                rep.counts_as_safe = rep.state == "streaming"
+                    && rep.flush_lsn.is_some()
+                    && g.safe_replicas.contains(&rep.name);
+            }
             if r.in_recovery {
                 conditions.push(Condition {
                     reason: Reason::PrimaryInRecovery,
@@ -500,6 +551,43 @@ impl Refresher {
             self.wal = Some(view);
         }
 
+        // Beyond the archive: the WAL stream's safe position and standbys
+        // that count as safe, on the timeline the server writes.
+        match self
+            .with_storage_timeout(records::wal_stream_state(self.repo.store()))
+            .await
+        {
+            Ok(state) => {
+                self.stream = state;
+                self.stream_error = None;
+            }
+            Err(e) => {
+                if self.stream_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "cannot read the WAL stream state; counting the archive only");
+                }
+                self.stream = None;
+                self.stream_error = Some(e);
+            }
+        }
+        self.extra_safe.clear();
+        if let Some((tl, _)) = timeline {
+            if let Some(st) = &self.stream
+                && st.timeline == tl
+            {
+                self.extra_safe
+                    .push((tl, st.safe_lsn, "wal-stream".to_owned()));
+            }
+            for r in reading.iter().flat_map(|r| &r.replicas) {
+                if let (true, Some(lsn)) = (
+                    r.counts_as_safe,
+                    r.flush_lsn.as_deref().and_then(|l| l.parse::<Lsn>().ok()),
+                ) {
+                    self.extra_safe
+                        .push((tl, lsn, format!("replica:{}", r.name)));
+                }
+            }
+        }
+
         // Exposure.
         let exposure = self.exposure(at).await;
         let rpo = self.settings.objectives.rpo.0;
@@ -539,13 +627,53 @@ impl Refresher {
             |last: Option<Instant>, every: Duration| last.is_none_or(|l| l.elapsed() >= every);
         if due(self.last_incident_check, g.incident_interval.0) {
             self.last_incident_check = Some(Instant::now());
-            let halting = self.halting_incidents().await;
-            // The page's list of open incidents follows a change of the halt
-            // at once (else it is read with the backups).
-            if halting != self.halting {
-                self.last_backup_scan = None;
+            let store = self.repo.store().clone();
+            let limit = g.storage_timeout;
+            match within(limit, &self.repo, self.incidents.refresh(&store)).await {
+                Ok(now) => {
+                    // An object that cannot be read may be the halt: fail closed.
+                    self.halting = if now.damaged.is_empty() {
+                        Ok(now.halting)
+                    } else {
+                        Err(now
+                            .damaged
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "))
+                    };
+                    self.open_incidents = now.open;
+                }
+                Err(e) => self.halting = Err(e),
             }
-            self.halting = halting;
+            let stale_after = g.operation_stale_after.0;
+            self.operations = within(
+                limit,
+                &self.repo,
+                records::operations(&store, wall, stale_after),
+            )
+            .await;
+        }
+        match &self.operations {
+            Ok(list) => {
+                for o in list.iter().filter(|o| o.stale.is_none()) {
+                    conditions.push(Condition {
+                        reason: Reason::OperationInProgress,
+                        effect: TradingState::Halted,
+                        detail: format!(
+                            "{} in progress since {} on {} (pid {}): {}",
+                            o.kind, o.started, o.host, o.pid, o.detail
+                        ),
+                    });
+                }
+            }
+            Err(e) => conditions.push(Condition {
+                reason: Reason::OperationInProgress,
+                effect: TradingState::Halted,
+                detail: format!(
+                    "cannot read operation markers, so a restore or failover in progress cannot be ruled out: {e}"
+                ),
+            }),
         }
         match &self.halting {
             Ok(list) if !list.is_empty() => conditions.push(Condition {
@@ -576,9 +704,9 @@ impl Refresher {
                 Ok(scan) => {
                     self.backups = scan.view;
                     self.backup_error = scan.error;
-                    if let Some(list) = scan.incidents {
-                        self.open_incidents = list;
-                    }
+                    self.drills = scan.drills;
+                    self.drill_error = scan.drill_error;
+                    self.copies = scan.copies;
                     self.backups_scanned = true;
                 }
                 Err(e) => self.backup_error = Some(format!("the backup scan stopped: {e}")),
@@ -587,23 +715,24 @@ impl Refresher {
         if self.scan_task.is_none() && due(self.last_backup_scan, g.backup_interval.0) {
             self.last_backup_scan = Some(Instant::now());
             let repo = self.repo.clone();
-            let journal = self.journal.clone();
             let mut view = self.backups.clone();
-            let limit = g.backup_interval.0.max(g.storage_timeout.0) * 5;
+            let mut drills = self.drills.clone();
+            let mut copies = self.copies.clone();
+            let limit = Dur(g.backup_interval.0.max(g.storage_timeout.0) * 5);
             self.scan_task = Some(tokio::spawn(async move {
-                let error = match tokio::time::timeout(limit, view.scan(&repo, wall)).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer within {limit:?}")),
-                };
-                let incidents = match tokio::time::timeout(limit, journal.list()).await {
-                    Ok(Ok(listing)) => Some(open_incidents(&listing)),
-                    _ => None,
-                };
+                let error = within(limit, &repo, view.scan(&repo, wall)).await.err();
+                let drill_error = within(limit, &repo, drills.refresh(repo.store()))
+                    .await
+                    .err();
+                if let Err(e) = within(limit, &repo, copies.refresh(repo.store())).await {
+                    tracing::warn!(error = %e, "cannot read the off-region copy states");
+                }
                 Scan {
                     view,
                     error,
-                    incidents,
+                    drills,
+                    drill_error,
+                    copies,
                 }
             }));
         }
@@ -671,6 +800,9 @@ impl Refresher {
                 })
                 .collect(),
             incidents: self.open_incidents.clone(),
+            operations: self.operations.clone().unwrap_or_default(),
+            drill: self.drills.last.clone(),
+            copies: self.copies.copies(),
             transitions: Vec::new(),
             cycles: 0,
         };
@@ -683,16 +815,6 @@ impl Refresher {
             .last_cycle_ns
             .store(self.now().as_nanos() as u64, Ordering::Release);
         self.shared.cycles.fetch_add(1, Ordering::AcqRel);
-    }
-
-    async fn halting_incidents(&self) -> std::result::Result<Vec<(IncidentId, String)>, String> {
-        // Any error counts as a halt (see the caller), and so does an
-        // incident whose events cannot all be read: fail closed.
-        let state = self.with_storage_timeout(self.journal.halt_state()).await?;
-        if !state.damaged.is_empty() {
-            return Err(state.reasons().join("; "));
-        }
-        Ok(state.halting.into_iter().map(|i| (i.id, i.title)).collect())
     }
 
     /// Logs, counts and, for incident halts, records a transition.
@@ -746,7 +868,8 @@ impl Refresher {
     /// The exposure now, resolving an ambiguous step by reading the WAL.
     async fn exposure(&mut self, at: Duration) -> Option<Exposure> {
         let view = self.wal.as_ref()?;
-        let safe = |tl: u32| view.safe(tl);
+        let extra = &self.extra_safe;
+        let safe = |tl: u32| safe_with(view, extra, tl).map(|(l, _)| l);
         let e = exposure::exposure(&self.samples, safe, at)?;
         if (e.seconds > 0.0 || e.lower_bound)
             && let Some(i) = exposure::ambiguous_step(&self.samples, safe)
@@ -755,7 +878,7 @@ impl Refresher {
         {
             self.resolved_step = self.samples[i].at;
             let s = self.samples[i].clone();
-            if let Some(p) = view.safe(s.timeline)
+            if let Some(p) = safe(s.timeline)
                 && s.lsn.0.saturating_sub(p.0) <= MAX_WAL_READ
                 && p.0 % facts.segment_size == 0
             {
@@ -791,7 +914,8 @@ impl Refresher {
             }
         }
         let view = self.wal.as_ref()?;
-        let safe = |tl: u32| view.safe(tl);
+        let extra = &self.extra_safe;
+        let safe = |tl: u32| safe_with(view, extra, tl).map(|(l, _)| l);
         let e = exposure::exposure(&self.samples, safe, at)?;
         // Drop what no longer matters: everything before the anchor.
         if let Some(anchor) = self
@@ -850,13 +974,7 @@ impl Refresher {
                 words: "not measured: no reading from PostgreSQL or the repository yet".into(),
             },
         }];
-        out.push(Objective {
-            name: "rto".into(),
-            value_seconds: None,
-            limit_seconds: o.rto.0.as_secs_f64(),
-            level: Level::NotMeasured,
-            words: "measured by restore drills, not live".into(),
-        });
+        out.extend(self.drill_objectives(now));
         let mut ages = Vec::new();
         for (name, limit) in &o.backups {
             let newest = self.backups.newest(name).cloned();
@@ -905,17 +1023,109 @@ impl Refresher {
         (out, ages)
     }
 
+    /// `rto` (as the newest successful drill measured it) and `drill` (how
+    /// long ago the newest drill ran, and how it ended).
+    fn drill_objectives(&self, now: Timestamp) -> [Objective; 2] {
+        let o = &self.settings.objectives;
+        let rto = o.rto.0.as_secs_f64();
+        let last = self.drills.last.as_ref();
+        let measured = last
+            .filter(|d| d.successful())
+            .and_then(|d| Some((d, d.rto_actual_seconds?)));
+        let rto_objective = match measured {
+            Some((d, secs)) => Objective {
+                name: "rto".into(),
+                value_seconds: Some(secs),
+                limit_seconds: rto,
+                level: if secs <= rto {
+                    Level::Ok
+                } else {
+                    Level::Critical
+                },
+                words: format!(
+                    "the DR drill {} recovered in {} (limit {})",
+                    d.id,
+                    words_for(secs),
+                    o.rto
+                ),
+            },
+            None => Objective {
+                name: "rto".into(),
+                value_seconds: None,
+                limit_seconds: rto,
+                level: Level::NotMeasured,
+                words: "measured by DR drills: no successful drill reported a recovery time".into(),
+            },
+        };
+        let max = o.drill_max_age.0.as_secs_f64();
+        let age = last.map(|d| now.duration_since(d.finished).as_secs_f64().max(0.0));
+        let (level, words) = match (last, age) {
+            (None, _) if !self.backups_scanned => (
+                Level::Unknown,
+                "reading the DR drill reports (first scan)".to_owned(),
+            ),
+            (None, _) => match &self.drill_error {
+                Some(e) => (Level::Unknown, format!("cannot list DR drills: {e}")),
+                None => (
+                    Level::Warn,
+                    match &self.drills.problem {
+                        Some(p) => format!("no readable DR drill report ({p})"),
+                        None => "no DR drill report in the repository".to_owned(),
+                    },
+                ),
+            },
+            (Some(d), Some(a)) if !d.successful() => (
+                Level::Warn,
+                format!(
+                    "the last DR drill {} ended {} {} ago",
+                    d.id,
+                    d.status,
+                    words_for(a)
+                ),
+            ),
+            (Some(d), Some(a)) if a > max => (
+                Level::Warn,
+                format!(
+                    "the last DR drill {} ran {} ago (limit {})",
+                    d.id,
+                    words_for(a),
+                    o.drill_max_age
+                ),
+            ),
+            (Some(d), a) => (
+                Level::Ok,
+                format!(
+                    "the last DR drill {} succeeded {} ago",
+                    d.id,
+                    words_for(a.unwrap_or_default())
+                ),
+            ),
+        };
+        [
+            rto_objective,
+            Objective {
+                name: "drill".into(),
+                value_seconds: age,
+                limit_seconds: max,
+                level,
+                words,
+            },
+        ]
+    }
+
     fn wal_status(&self, exposure: Option<Exposure>) -> WalStatus {
         let latest = self.samples.iter().rev().find(|s| s.at.is_some());
         let tl = latest.map(|s| s.timeline);
         let view = self.wal.as_ref();
+        let safe = tl.and_then(|t| safe_with(view?, &self.extra_safe, t));
         let seg = view
             .map(|v| v.segment_size())
             .unwrap_or(cfdr_retention::DEFAULT_SEGMENT_SIZE);
         WalStatus {
             timeline: tl,
             server_lsn: latest.map(|s| s.lsn.to_string()),
-            safe_lsn: tl.and_then(|t| view?.safe(t)).map(|l: Lsn| l.to_string()),
+            safe_lsn: safe.as_ref().map(|(l, _)| l.to_string()),
+            safe_by: safe.map(|(_, by)| by),
             highest_segment: tl.and_then(|t| view?.highest(t)).map(|s| s.file_name(seg)),
             exposure,
             archiver: self.last_reading.as_ref().map(|r| r.archiver.clone()),

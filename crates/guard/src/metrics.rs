@@ -220,6 +220,72 @@ pub fn render(status: &Status) -> String {
             r.lag_seconds,
         );
     }
+    let d = status.drill.as_ref();
+    o.gauge(
+        "cfdr_drill_last_run_timestamp_seconds",
+        "When the newest DR drill with a report finished (0 when none).",
+        d.map_or(0.0, |d| d.finished.as_millisecond() as f64 / 1000.0),
+    );
+    o.gauge(
+        "cfdr_drill_last_success",
+        "1 when the newest DR drill succeeded, 0 when it did not or none ran.",
+        bool_f(d.is_some_and(|d| d.successful())),
+    );
+    o.gauge(
+        "cfdr_operations_in_progress",
+        "Restores and failovers recorded as in progress (not stale): each holds the trading halt.",
+        status
+            .operations
+            .iter()
+            .filter(|o| o.stale.is_none())
+            .count() as f64,
+    );
+    o.gauge(
+        "cfdr_operations_stale",
+        "Operation markers whose process is gone or that stopped being rewritten.",
+        status
+            .operations
+            .iter()
+            .filter(|o| o.stale.is_some())
+            .count() as f64,
+    );
+    o.family(
+        "cfdr_copy_lag_seconds",
+        "gauge",
+        "Age of the oldest object an off-region copy has not copied yet (NaN when its state is unreadable).",
+    );
+    for c in &status.copies {
+        o.sample(
+            "cfdr_copy_lag_seconds",
+            &[("copy", &c.name)],
+            c.lag_seconds.unwrap_or(f64::NAN),
+        );
+    }
+    o.family(
+        "cfdr_copy_lag_bytes",
+        "gauge",
+        "Bytes an off-region copy has not copied yet (NaN when its state is unreadable).",
+    );
+    for c in &status.copies {
+        o.sample(
+            "cfdr_copy_lag_bytes",
+            &[("copy", &c.name)],
+            c.lag_bytes.map_or(f64::NAN, |b| b as f64),
+        );
+    }
+    o.family(
+        "cfdr_copy_updated_timestamp_seconds",
+        "gauge",
+        "When the copier last wrote its state (0 when unreadable).",
+    );
+    for c in &status.copies {
+        o.sample(
+            "cfdr_copy_updated_timestamp_seconds",
+            &[("copy", &c.name)],
+            c.updated_at
+                .map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0),
+        );
+    }
     o.family(
         "cfdr_incidents_open",
         "gauge",

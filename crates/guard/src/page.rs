@@ -135,8 +135,12 @@ pub fn render(status: &Status, refresh_secs: u32) -> String {
             w.server_lsn.clone().unwrap_or("-".into()),
         ),
         (
-            "Safe in the repository up to",
-            w.safe_lsn.clone().unwrap_or("nothing yet".into()),
+            "Safe up to",
+            match (&w.safe_lsn, &w.safe_by) {
+                (Some(l), Some(by)) => format!("{l} ({by})"),
+                (Some(l), None) => l.clone(),
+                _ => "nothing yet".into(),
+            },
         ),
         (
             "Highest segment",
@@ -175,8 +179,13 @@ pub fn render(status: &Status, refresh_secs: u32) -> String {
     for r in &status.replicas {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s</td></tr>",
+            "<tr><td>{}{}</td><td>{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s</td></tr>",
             esc(&r.name),
+            if r.counts_as_safe {
+                " <span class=\"muted\">(counts as safe)</span>"
+            } else {
+                ""
+            },
             esc(&r.state),
             esc(&r.sync_state),
             r.lag_bytes,
@@ -184,6 +193,82 @@ pub fn render(status: &Status, refresh_secs: u32) -> String {
         );
     }
     h.push_str("</table>");
+
+    h.push_str("<h2>Off-region copies</h2><table id=\"copies\"><tr><th>Copy</th><th>Lag (bytes)</th><th>Lag</th><th>Updated</th></tr>");
+    if status.copies.is_empty() {
+        h.push_str(
+            "<tr><td colspan=\"4\" class=\"muted\">no copy state in the repository</td></tr>",
+        );
+    }
+    for c in &status.copies {
+        match &c.error {
+            Some(e) => {
+                let _ = write!(
+                    h,
+                    "<tr><td><span class=\"dot unknown\"></span>{}</td><td colspan=\"3\">unreadable: {}</td></tr>",
+                    esc(&c.name),
+                    esc(e)
+                );
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                    esc(&c.name),
+                    c.lag_bytes.unwrap_or_default(),
+                    c.lag_seconds.map_or("-".into(), words_for),
+                    c.updated_at.map_or("-".into(), |u| u
+                        .strftime("%Y-%m-%d %H:%M:%S UTC")
+                        .to_string())
+                );
+            }
+        }
+    }
+    h.push_str("</table>");
+
+    let drill_level = status
+        .objectives
+        .iter()
+        .find(|o| o.name == "drill")
+        .map_or(Level::Unknown, |o| o.level);
+    h.push_str("<h2>Last DR drill</h2><table id=\"drill\"><tr><th>Drill</th><th>Status</th><th>Finished</th><th>RTO measured</th><th>RPO measured</th></tr>");
+    match &status.drill {
+        None => h.push_str("<tr><td colspan=\"5\" class=\"muted\">none reported</td></tr>"),
+        Some(d) => {
+            let _ = write!(
+                h,
+                "<tr><td><span class=\"dot {}\"></span>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                light(drill_level),
+                esc(&d.id),
+                esc(&d.status),
+                d.finished.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                d.rto_actual_seconds.map_or("-".into(), words_for),
+                d.rpo_actual_seconds.map_or("-".into(), words_for)
+            );
+        }
+    }
+    h.push_str("</table>");
+
+    if !status.operations.is_empty() {
+        h.push_str("<h2>Restores and failovers in progress</h2><table id=\"operations\"><tr><th>Operation</th><th>Since</th><th>Where</th><th></th></tr>");
+        for o in &status.operations {
+            let _ = write!(
+                h,
+                "<tr><td><span class=\"dot {}\"></span>{}</td><td>{}</td><td>{} (pid {})</td><td>{}{}</td></tr>",
+                if o.stale.is_some() { "warn" } else { "crit" },
+                esc(&o.kind),
+                o.started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                esc(&o.host),
+                o.pid,
+                esc(&o.detail),
+                o.stale.as_deref().map_or(String::new(), |s| format!(
+                    " <strong>stale: {}</strong>",
+                    esc(s)
+                ))
+            );
+        }
+        h.push_str("</table>");
+    }
 
     h.push_str("<h2>Open incidents</h2><table id=\"incidents\"><tr><th>Id</th><th>Severity</th><th>Title</th><th>Halt</th></tr>");
     if status.incidents.is_empty() {

@@ -51,6 +51,11 @@ pub struct Replica {
     pub lag_seconds: f64,
     /// async, sync, ...
     pub sync_state: String,
+    /// The position the standby has flushed to its disk.
+    pub flush_lsn: Option<String>,
+    /// Whether its flushed position counts as safe (`[guard]
+    /// safe-replicas`, while streaming).
+    pub counts_as_safe: bool,
 }
 
 /// One cycle's reading.
@@ -244,7 +249,7 @@ impl Probe {
         let q = sqlx::query(
             "SELECT application_name, state,
                     COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint,
-                    COALESCE(extract(epoch FROM replay_lag), 0)::float8, sync_state
+                    COALESCE(extract(epoch FROM replay_lag), 0)::float8, sync_state, flush_lsn::text
              FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY application_name",
         );
         let rows = match tokio::time::timeout(timeout, q.fetch_all(&mut *conn)).await {
@@ -264,6 +269,8 @@ impl Probe {
                 lag_bytes: r.get(2),
                 lag_seconds: r.get(3),
                 sync_state: r.get(4),
+                flush_lsn: r.get(5),
+                counts_as_safe: false,
             })
             .collect();
         Ok((

@@ -68,11 +68,13 @@ pub enum Reason {
     IncidentHalt,
     /// The refresher has not completed a cycle within the staleness limit.
     GuardStale,
+    /// A restore or failover is recorded as in progress in the repository.
+    OperationInProgress,
 }
 
 impl Reason {
     /// Every reason, in a fixed order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::RpoExposureExceeded,
         Reason::ArchiveFailing,
         Reason::BackupStale,
@@ -81,6 +83,7 @@ impl Reason {
         Reason::PrimaryInRecovery,
         Reason::IncidentHalt,
         Reason::GuardStale,
+        Reason::OperationInProgress,
     ];
 
     /// The stable name, as serialised (`RpoExposureExceeded`, ...).
@@ -94,6 +97,7 @@ impl Reason {
             Reason::PrimaryInRecovery => "PrimaryInRecovery",
             Reason::IncidentHalt => "IncidentHalt",
             Reason::GuardStale => "GuardStale",
+            Reason::OperationInProgress => "OperationInProgress",
         }
     }
 }

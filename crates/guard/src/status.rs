@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::backups::BackupSeen;
 use crate::exposure::Exposure;
 use crate::probe::{ArchiverStats, Replica};
+use crate::records::{CopyLag, DrillSeen, OperationSeen};
 use crate::state::{Condition, Reason, TradingState};
 
 /// The gate: the state, why, and since when.
@@ -128,8 +129,11 @@ pub struct WalStatus {
     pub timeline: Option<u32>,
     /// The server's WAL insert position.
     pub server_lsn: Option<String>,
-    /// Up to where the WAL is in the repository.
+    /// Up to where the WAL is safe: in the repository, or on a standby
+    /// that counts as safe.
     pub safe_lsn: Option<String>,
+    /// What holds it there: `archive`, `wal-stream` or `replica:<name>`.
+    pub safe_by: Option<String>,
     /// The highest segment counted as safe.
     pub highest_segment: Option<String>,
     /// The exposure, when measured.
@@ -159,6 +163,12 @@ pub struct Status {
     pub incidents: Vec<OpenIncident>,
     /// Open incidents per severity (`P0`..`P3`, all present).
     pub incidents_open: BTreeMap<String, u64>,
+    /// Restores and failovers recorded as in progress (stale ones too).
+    pub operations: Vec<OperationSeen>,
+    /// The newest DR drill with a report.
+    pub drill: Option<DrillSeen>,
+    /// Off-region copies and their lag.
+    pub copies: Vec<CopyLag>,
     /// State changes since the guard started.
     pub transitions: Vec<TransitionCount>,
     /// Completed refresh cycles.
@@ -169,7 +179,8 @@ pub struct Status {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Check {
     /// `trading-gate`, `guard-fresh`, `primary`, `repository`,
-    /// `rpo-exposure`, `wal-archiving`, `incidents`, `backup:<objective>`.
+    /// `rpo-exposure`, `wal-archiving`, `incidents`, `operations`, `drill`,
+    /// `backup:<objective>`.
     pub name: String,
     /// How it stands.
     pub level: Level,
@@ -289,6 +300,32 @@ impl Status {
                 Level::Ok,
                 format!("{} open", self.incidents.len()),
             );
+        }
+        let stale: Vec<String> = self
+            .operations
+            .iter()
+            .filter_map(|o| Some(format!("{} ({})", o.id, o.stale.as_deref()?)))
+            .collect();
+        if let Some(c) = self.has(Reason::OperationInProgress) {
+            push("operations", Level::Critical, c.detail.clone());
+        } else if !stale.is_empty() {
+            push(
+                "operations",
+                Level::Warn,
+                format!(
+                    "stale operation marker(s), not holding the halt: {}",
+                    stale.join("; ")
+                ),
+            );
+        } else {
+            push(
+                "operations",
+                Level::Ok,
+                "no restore or failover in progress".into(),
+            );
+        }
+        if let Some(o) = self.objectives.iter().find(|o| o.name == "drill") {
+            push("drill", o.level, o.words.clone());
         }
         for o in self
             .objectives

@@ -64,7 +64,7 @@ pub fn render(status: &Status, checks: &[Check]) -> String {
     let _ = writeln!(t, "\nWAL");
     let _ = writeln!(
         t,
-        "  exposure {}   timeline {}   server {}   safe to {}   highest {}",
+        "  exposure {}   timeline {}   server {}   safe to {}{}   highest {}",
         w.exposure.map_or("not measured".into(), |e| format!(
             "{}{} ({} bytes)",
             if e.lower_bound { ">= " } else { "" },
@@ -74,6 +74,9 @@ pub fn render(status: &Status, checks: &[Check]) -> String {
         w.timeline.map_or("-".into(), |t| t.to_string()),
         w.server_lsn.as_deref().unwrap_or("-"),
         w.safe_lsn.as_deref().unwrap_or("-"),
+        w.safe_by
+            .as_deref()
+            .map_or(String::new(), |b| format!(" ({b})")),
         w.highest_segment.as_deref().unwrap_or("-"),
     );
     if let Some(a) = &w.archiver {
@@ -97,8 +100,71 @@ pub fn render(status: &Status, checks: &[Check]) -> String {
     for r in &status.replicas {
         let _ = writeln!(
             t,
-            "{:<24} {:<12} {:>14} {:>9.1}s",
-            r.name, r.state, r.lag_bytes, r.lag_seconds
+            "{:<24} {:<12} {:>14} {:>9.1}s{}",
+            r.name,
+            r.state,
+            r.lag_bytes,
+            r.lag_seconds,
+            if r.counts_as_safe {
+                "  counts as safe"
+            } else {
+                ""
+            }
+        );
+    }
+    if !status.copies.is_empty() {
+        let _ = writeln!(
+            t,
+            "\n{:<24} {:>14} {:>14}  UPDATED",
+            "OFF-REGION COPY", "LAG BYTES", "LAG"
+        );
+        for c in &status.copies {
+            match &c.error {
+                Some(e) => {
+                    let _ = writeln!(t, "{:<24} unreadable: {e}", c.name);
+                }
+                None => {
+                    let _ = writeln!(
+                        t,
+                        "{:<24} {:>14} {:>14}  {}",
+                        c.name,
+                        c.lag_bytes.unwrap_or_default(),
+                        c.lag_seconds.map_or("-".into(), words_for),
+                        c.updated_at.map_or("-".into(), |u| u.to_string())
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        t,
+        "\nDR DRILL  {}",
+        status
+            .drill
+            .as_ref()
+            .map_or("none reported".into(), |d| format!(
+                "{} {} (started {}, finished {}, RTO {}, RPO {})",
+                d.id,
+                d.status,
+                d.started,
+                d.finished,
+                d.rto_actual_seconds.map_or("-".into(), words_for),
+                d.rpo_actual_seconds.map_or("-".into(), words_for)
+            ))
+    );
+    for o in &status.operations {
+        let _ = writeln!(
+            t,
+            "OPERATION {} {} since {} on {} (pid {}): {}{}",
+            o.id,
+            o.kind,
+            o.started,
+            o.host,
+            o.pid,
+            o.detail,
+            o.stale
+                .as_deref()
+                .map_or(String::new(), |s| format!("  [stale: {s}]"))
         );
     }
     let counts: Vec<String> = status

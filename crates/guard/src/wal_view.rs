@@ -11,10 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cfdr_pg::wal::{WalArchive, parse_history};
 use cfdr_retention::{Lsn, WalFile, WalSegment};
 use cfdr_storage::Store;
 use cfdr_storage::wal_archive::{WAL_PREFIX, wal_file_name, wal_key};
+use cfdr_wal_archive::{WalArchive, parse_history};
 
 const FOUR_GIB: u64 = 0x1_0000_0000;
 /// Folders listed per timeline and cycle at most (the rest next cycle).
@@ -139,18 +139,18 @@ impl WalView {
             return;
         };
         let dest = dir.path().join(&name);
-        let opts = cfdr_pg::wal::FetchOptions {
+        let opts = cfdr_wal_archive::FetchOptions {
             data_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         };
         let archive = WalArchive::new(self.store.clone());
         match archive.fetch(&name, &dest, &opts).await {
-            Ok(cfdr_pg::wal::Fetched::Restored { .. }) => {
+            Ok(cfdr_wal_archive::Fetched::Restored { .. }) => {
                 if let Ok(text) = std::fs::read_to_string(&dest) {
                     self.histories.insert(timeline, parse_history(&text));
                 }
             }
-            Ok(cfdr_pg::wal::Fetched::NotFound) => {}
+            Ok(cfdr_wal_archive::Fetched::NotFound) => {}
             Err(e) => tracing::warn!(timeline, error = %e, "cannot read the timeline history"),
         }
     }

@@ -117,10 +117,11 @@ async fn broken_archiving_grows_exposure_and_halts_then_repair_resumes() {
         repaired.elapsed().as_secs_f64(),
         describe(&st)
     );
+    // Out of Halted directly, or through Reducing when the archiver's
+    // catch-up keeps the exposure above the RPO for a few cycles.
     assert!(
-        st.transitions
-            .iter()
-            .any(|t| t.from == TradingState::Halted && t.to == TradingState::Active),
+        st.transitions.iter().any(|t| t.from == TradingState::Halted
+            && matches!(t.to, TradingState::Active | TradingState::Reducing)),
         "{:?}",
         st.transitions
     );

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cfdr_guard::{
-    ArchiverStats, BackupAge, BackupSeen, Condition, Exposure, Gate, Level, Objective,
-    OpenIncident, Reason, Replica, Status, TradingState, TransitionCount, WalStatus,
+    ArchiverStats, BackupAge, BackupSeen, Condition, CopyLag, DrillSeen, Exposure, Gate, Level,
+    Objective, OpenIncident, OperationSeen, Reason, Replica, Status, TradingState, TransitionCount,
+    WalStatus,
 };
 
 fn t(s: &str) -> jiff::Timestamp {
@@ -48,10 +49,17 @@ pub fn sample_status(state: TradingState) -> Status {
             },
             Objective {
                 name: "rto".into(),
-                value_seconds: None,
+                value_seconds: Some(412.5),
                 limit_seconds: 1800.0,
-                level: Level::NotMeasured,
-                words: "measured by restore drills, not live".into(),
+                level: Level::Ok,
+                words: "the DR drill 20261128T020000Z recovered in 6 min 53 s (limit 30m)".into(),
+            },
+            Objective {
+                name: "drill".into(),
+                value_seconds: Some(280_800.0),
+                limit_seconds: 2_678_400.0,
+                level: Level::Ok,
+                words: "the last DR drill 20261128T020000Z succeeded 3 d 6 h ago".into(),
             },
             Objective {
                 name: "backup:logical/hourly".into(),
@@ -76,6 +84,7 @@ pub fn sample_status(state: TradingState) -> Status {
             timeline: Some(1),
             server_lsn: Some("0/2A0001F0".into()),
             safe_lsn: Some("0/2A000000".into()),
+            safe_by: Some("archive".into()),
             highest_segment: Some("000000010000000000000029".into()),
             exposure: Some(Exposure {
                 seconds: 362.0,
@@ -97,6 +106,8 @@ pub fn sample_status(state: TradingState) -> Status {
             lag_bytes: 8192,
             lag_seconds: 0.4,
             sync_state: "async".into(),
+            flush_lsn: Some("0/2A0001F0".into()),
+            counts_as_safe: false,
         }],
         incidents: vec![OpenIncident {
             id: "INC-20261201-001".into(),
@@ -110,6 +121,30 @@ pub fn sample_status(state: TradingState) -> Status {
             ("P2".into(), 0),
             ("P3".into(), 0),
         ]),
+        operations: vec![OperationSeen {
+            id: "20261201T115500.000Z-pitr-4242".into(),
+            kind: "pitr".into(),
+            detail: "to 2026-12-01 11:50 into /srv/pitr".into(),
+            started: t("2026-12-01T11:55:00Z"),
+            host: "db-restore-1".into(),
+            pid: 4242,
+            stale: Some("its process 4242 on db-restore-1 is gone".into()),
+        }],
+        drill: Some(DrillSeen {
+            id: "20261128T020000Z".into(),
+            status: "SUCCESSFUL".into(),
+            started: t("2026-11-28T02:00:00Z"),
+            finished: t("2026-11-28T02:07:00Z"),
+            rto_actual_seconds: Some(412.5),
+            rpo_actual_seconds: Some(3.0),
+        }),
+        copies: vec![CopyLag {
+            name: "eu-west".into(),
+            lag_bytes: Some(1_048_576),
+            lag_seconds: Some(42.5),
+            updated_at: Some(t("2026-12-01T11:59:30Z")),
+            error: None,
+        }],
         transitions: vec![TransitionCount {
             from: TradingState::Active,
             to: TradingState::Reducing,
@@ -171,6 +206,15 @@ fn metric_names_and_labels_match_the_golden_file() {
         "cfdr_backup_last_success_timestamp_seconds{kind=\"logical\",class=\"hourly\"} 1796125200\n"
     ));
     assert!(text.contains("cfdr_incidents_open{severity=\"P1\"} 1\n"));
+    assert!(
+        text.contains("cfdr_drill_last_run_timestamp_seconds 1795831620\n"),
+        "{text}"
+    );
+    assert!(text.contains("cfdr_drill_last_success 1\n"));
+    assert!(text.contains("cfdr_copy_lag_seconds{copy=\"eu-west\"} 42.5\n"));
+    assert!(text.contains("cfdr_copy_lag_bytes{copy=\"eu-west\"} 1048576\n"));
+    assert!(text.contains("cfdr_operations_in_progress 0\n"));
+    assert!(text.contains("cfdr_operations_stale 1\n"));
     assert!(text.contains(
         "cfdr_gate_transitions_total{from=\"active\",to=\"reducing\",reason=\"RpoExposureExceeded\"} 1\n"
     ));
@@ -192,12 +236,15 @@ fn json_field_names_are_stable() {
         keys(&v),
         [
             "backups",
+            "copies",
             "cycles",
+            "drill",
             "gate",
             "generated_at",
             "incidents",
             "incidents_open",
             "objectives",
+            "operations",
             "replicas",
             "repository",
             "transitions",
@@ -217,6 +264,7 @@ fn json_field_names_are_stable() {
             "archiver",
             "exposure",
             "highest_segment",
+            "safe_by",
             "safe_lsn",
             "server_lsn",
             "timeline"
@@ -230,7 +278,38 @@ fn json_field_names_are_stable() {
         keys(&v["objectives"][0]),
         ["level", "limit_seconds", "name", "value_seconds", "words"]
     );
-    assert_eq!(v["objectives"][1]["level"], "not-measured");
+    assert_eq!(v["objectives"][1]["name"], "rto");
+    assert_eq!(
+        keys(&v["drill"]),
+        [
+            "finished",
+            "id",
+            "rpo_actual_seconds",
+            "rto_actual_seconds",
+            "started",
+            "status"
+        ]
+    );
+    assert_eq!(
+        keys(&v["copies"][0]),
+        ["error", "lag_bytes", "lag_seconds", "name", "updated_at"]
+    );
+    assert_eq!(
+        keys(&v["operations"][0]),
+        ["detail", "host", "id", "kind", "pid", "stale", "started"]
+    );
+    assert_eq!(
+        keys(&v["replicas"][0]),
+        [
+            "counts_as_safe",
+            "flush_lsn",
+            "lag_bytes",
+            "lag_seconds",
+            "name",
+            "state",
+            "sync_state"
+        ]
+    );
 }
 
 #[test]
@@ -248,6 +327,8 @@ fn named_checks_and_their_levels() {
             "rpo-exposure",
             "wal-archiving",
             "incidents",
+            "operations",
+            "drill",
             "backup:logical/hourly"
         ]
     );
@@ -256,6 +337,9 @@ fn named_checks_and_their_levels() {
     assert_eq!(level("rpo-exposure"), Level::Critical);
     assert_eq!(level("wal-archiving"), Level::Warn);
     assert_eq!(level("incidents"), Level::Warn);
+    // A stale marker is reported, not held.
+    assert_eq!(level("operations"), Level::Warn);
+    assert_eq!(level("drill"), Level::Ok);
     assert_eq!(st.overall(), Level::Critical);
     assert_eq!(st.overall().exit_code(), 2);
 }
@@ -266,6 +350,9 @@ fn the_page_is_self_contained_and_escapes_text() {
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
     assert!(page.contains("TRADING HALTED"));
+    assert!(page.contains("<table id=\"drill\">") && page.contains("20261128T020000Z"));
+    assert!(page.contains("<table id=\"copies\">") && page.contains("eu-west"));
+    assert!(page.contains("stale: its process 4242"));
     assert!(
         page.contains("WAL archiving &lt;failing&gt;"),
         "titles are escaped"

@@ -121,7 +121,7 @@ async fn timeline_crossing_midnight_shows_the_date_and_orders_by_time() {
 
 /// Notes are timeline entries of the report (what responders found and
 /// did: the template's "timeline of events"); record edits are not, they
-/// fill their own sections. The README documents the same split.
+/// fill their own sections. docs/incidents.md documents the same split.
 #[tokio::test]
 async fn notes_are_in_the_report_timeline_and_record_edits_are_not() {
     use cfdr_incident::{Change, PostMortem, Severity};

@@ -52,8 +52,9 @@ fn chown_for_server(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Hands a restored data directory to the `postgres` user (when root).
-pub(crate) fn chown_tree(path: &Path) -> Result<()> {
+/// Hands a folder tree (a restored data directory, a folder the server
+/// or its `archive_command` writes) to the `postgres` user (when root).
+pub fn chown_tree(path: &Path) -> Result<()> {
     if server_user()?.is_none() {
         return Ok(());
     }

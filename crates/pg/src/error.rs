@@ -100,60 +100,6 @@ pub enum Error {
         /// The local cluster or file.
         local: String,
     },
-    /// The archive holds different content under the same WAL file name.
-    #[error(
-        "refusing to overwrite {key}: the archive holds a different {file} (SHA-256 {stored}, this one {local}). Two clusters or a clone are archiving into one repository: find the second writer (cfdr-wal list) and stop it; nothing was overwritten"
-    )]
-    WalConflict {
-        /// The file name.
-        file: String,
-        /// The object key.
-        key: String,
-        /// SHA-256 recorded in the stored object.
-        stored: String,
-        /// SHA-256 of the local file.
-        local: String,
-    },
-    /// A timeline that the archive has not adopted tried to archive.
-    #[error(
-        "refusing {file}: timeline {timeline} is new to the WAL archive at {repository} (adopted: {adopted:?}). A promoted clone or PITR test copy must not archive here: set archive_mode = off on it. If this cluster is now production (failover, production PITR), run `cfdr-wal adopt-timeline {timeline}` once and PostgreSQL's next retry archives it"
-    )]
-    WalNewTimeline {
-        /// The file refused.
-        file: String,
-        /// Its timeline.
-        timeline: u32,
-        /// The repository.
-        repository: String,
-        /// Timelines the archive accepts.
-        adopted: Vec<u32>,
-    },
-    /// A stored WAL object fails verification.
-    #[error("WAL object {key} is damaged: {reason}. {hint}")]
-    WalCorrupt {
-        /// The object key.
-        key: String,
-        /// What is wrong.
-        reason: String,
-        /// What to do, for the command that found it.
-        hint: &'static str,
-    },
-    /// A local file is not what its WAL name says.
-    #[error("{file} is not a usable WAL file: {reason}")]
-    WalFile {
-        /// The file.
-        file: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The asynchronous archiver could not store a file, or did not in time.
-    #[error("asynchronous archiving of {file}: {reason}")]
-    WalAsync {
-        /// The file.
-        file: String,
-        /// The worker's error or the timeout.
-        reason: String,
-    },
     /// The repository failed.
     #[error(transparent)]
     Storage(#[from] cfdr_storage::Error),

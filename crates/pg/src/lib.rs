@@ -11,8 +11,9 @@
 //! - [`logical`]: `pg_dump` custom format streamed through the codec into the
 //!   repository with snapshot-consistent row counts; restore into a new
 //!   database, verify, optional swap; the restore test.
-//! - [`wal`]: WAL archiving (`archive_command` / `restore_command`), the
-//!   archive's cluster identity, asynchronous push, prefetch, continuity.
+//!
+//! WAL archiving (`archive_command` / `restore_command`, the WAL stream) is
+//! the `cfdr-wal-archive` crate, built on this one.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,9 +41,8 @@ pub mod replica;
 mod restore_stream;
 mod target;
 mod tools;
-pub mod wal;
 
-pub use cluster::{LocalCluster, free_port};
+pub use cluster::{LocalCluster, chown_tree, free_port};
 pub use error::{Error, Result};
 pub use target::PgTarget;
 pub use tools::{PgBin, is_root, parse_major, server_user};

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfdr_retention::{Lsn, WalRange, WalSegment};
-use cfdr_storage::{Compression, EncodeOptions, Manifest, Repository, decode_to, wal_archive};
+use cfdr_storage::wal_archive::{self, ClusterIdentity};
+use cfdr_storage::{Compression, EncodeOptions, Manifest, Repository, decode_to};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -31,7 +32,6 @@ pub use crate::logical::Step;
 use crate::logical::Steps;
 use crate::target::PgTarget;
 use crate::tools::{PgBin, ToolOutput};
-use crate::wal::WalArchive;
 
 /// Kind recorded in manifests of physical base backups.
 pub const KIND: &str = "physical";
@@ -166,12 +166,9 @@ pub async fn backup(
 ) -> Result<Manifest> {
     let facts = archiving_server(target).await?;
     let major = facts.version_num / 10_000;
-    let archive = WalArchive::new(repo.store().clone());
     let sysid: u64 = facts.system_identifier.parse().unwrap_or_default();
     let what = format!("base backup of {}:{}", target.host, target.port);
-    if let Some(identity) = archive.identity().await? {
-        archive.check_same(&what, &identity, sysid, major)?;
-    }
+    check_archive_identity(repo, &what, sysid, major).await?;
     let bin = PgBin::locate(opts.bin_dir.as_deref(), Some(major)).await?;
     let mut writer = repo.begin_backup(KIND, Some(class))?;
 
@@ -235,9 +232,7 @@ pub async fn backup(
     )
     .await?;
     // The first push may have created the archive's identity meanwhile.
-    if let Some(identity) = archive.identity().await? {
-        archive.check_same(&what, &identity, sysid, major)?;
-    }
+    check_archive_identity(repo, &what, sysid, major).await?;
 
     let details = PhysicalDetails {
         system_identifier: facts.system_identifier,
@@ -254,6 +249,25 @@ pub async fn backup(
         ));
     };
     Ok(writer.commit(map).await?)
+}
+
+/// Refuses `what` when the repository's WAL archive belongs to another
+/// cluster than `sysid` / `major`.
+async fn check_archive_identity(
+    repo: &Repository,
+    what: &str,
+    sysid: u64,
+    major: u32,
+) -> Result<()> {
+    match ClusterIdentity::read(repo.store()).await? {
+        Some(archive) if !archive.is_cluster(sysid, major) => Err(Error::WalIdentityMismatch {
+            what: what.to_owned(),
+            repository: repo.store().location().display(),
+            archive: archive.describe(),
+            local: format!("system identifier {sysid} (PostgreSQL {major})"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `(timeline, start, stop)` from `pg_basebackup --verbose` output.

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cfdr_storage::{Lease, Store};
+use cfdr_storage::{Lease, LockMode, LockedObject, Store};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -167,33 +167,52 @@ impl Drop for Guard {
 }
 
 /// Deletes `keys` in parallel batches, checking the lock before each batch;
-/// adds each finished batch to `done`.
-async fn delete_all(store: &Store, guard: &Guard, keys: &[String], done: &mut usize) -> Result<()> {
+/// adds each finished batch to `done`. With object lock on, every version
+/// of each key goes (a plain delete on a versioned bucket only hides it);
+/// versions still locked stay and are added to `locked`.
+async fn delete_all(
+    store: &Store,
+    guard: &Guard,
+    keys: &[String],
+    done: &mut usize,
+    locked: &mut Vec<LockedObject>,
+) -> Result<()> {
+    let versioned = store.lock_mode() != LockMode::Off;
     let mut batches = futures::stream::iter(keys.chunks(BATCH))
         .map(|chunk| async move {
             guard.check()?;
+            if versioned {
+                let outcome = store
+                    .delete_versions(chunk)
+                    .await
+                    .map_err(Error::storage("deleting object versions"))?;
+                return Ok::<_, Error>((outcome.deleted, outcome.locked));
+            }
             store
                 .delete_many(chunk)
                 .await
                 .map_err(Error::storage("deleting objects"))?;
-            Ok::<usize, Error>(chunk.len())
+            Ok((chunk.len(), Vec::new()))
         })
         .buffer_unordered(PARALLEL_BATCHES);
-    while let Some(n) = batches.try_next().await? {
+    while let Some((n, refused)) = batches.try_next().await? {
         *done += n;
+        locked.extend(refused);
     }
     Ok(())
 }
 
 /// Runs the deletions: pending record, manifests, data objects, WAL,
-/// leftovers, then removes the pending record. Returns the objects deleted.
+/// leftovers, then removes the pending record. Returns the objects deleted
+/// and those left because they are still locked.
 pub(crate) async fn execute(
     store: &Store,
     guard: &Guard,
     work: &Deletions,
     pending: &Pending,
-) -> Result<usize> {
+) -> Result<(usize, Vec<LockedObject>)> {
     let mut done = 0;
+    let mut locked = Vec::new();
     let run = async {
         if !pending.backups.is_empty() {
             guard.check()?;
@@ -211,19 +230,22 @@ pub(crate) async fn execute(
         ] {
             if !keys.is_empty() {
                 tracing::info!(count = keys.len(), "deleting {phase}");
-                delete_all(store, guard, keys, &mut done).await?;
+                delete_all(store, guard, keys, &mut done, &mut locked).await?;
             }
         }
         guard.check()?;
-        store
-            .delete_many([PENDING_KEY])
-            .await
-            .map_err(Error::storage("removing the pending-deletion record"))?;
+        let record = [PENDING_KEY.to_owned()];
+        if store.lock_mode() == LockMode::Off {
+            store.delete_many(&record).await.map(|_| ())
+        } else {
+            store.delete_versions(&record).await.map(|_| ())
+        }
+        .map_err(Error::storage("removing the pending-deletion record"))?;
         Ok::<(), Error>(())
     };
     run.await.map_err(|e| Error::Interrupted {
         deleted: done,
         source: Box::new(e),
     })?;
-    Ok(done)
+    Ok((done, locked))
 }

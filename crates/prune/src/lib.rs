@@ -16,6 +16,14 @@
 //!    interrupted prune had started to delete (named in the record);
 //! 6. the record itself.
 //!
+//! With S3 Object Lock on (`[repository] object-lock`), a backup whose
+//! manifest is still locked is kept whole and reported
+//! ([`Report::locked_backups`]); every other key is deleted version by
+//! version (a plain delete on a versioned bucket only hides an object),
+//! and versions the server refuses to delete because they are locked stay
+//! and are reported ([`Report::locked_objects`]): never a failed prune.
+//! A later prune deletes them once their lock has expired.
+//!
 //! Running prune again after a crash finishes the job. Of two prunes at
 //! once, the second waits up to [`Options::lock_wait`] and then gives up
 //! with [`Error::Locked`] having deleted nothing.
@@ -70,7 +78,7 @@ use jiff::Timestamp;
 pub use error::{Error, Result};
 pub use execute::{Deletions, LOCK_NAME};
 pub use inventory::{PENDING_KEY, Skipped};
-pub use report::Report;
+pub use report::{LockedBackup, Report};
 
 use execute::Guard;
 use inventory::{Inventory, Pending};
@@ -147,16 +155,60 @@ pub async fn prune(repo: &Repository, config: &Config, options: &Options) -> Res
     let at = options.at.unwrap_or_else(Timestamp::now);
     if options.dry_run {
         let inventory = Inventory::read(repo).await?;
-        return Ok(decide(&inventory, config, options, at)?.0);
+        let (mut report, mut pending) = decide(&inventory, config, options, at)?;
+        keep_locked(repo, &mut report, &mut pending).await?;
+        return Ok(report);
     }
     let store = repo.store();
     let guard = Guard::acquire(store, options.lock_ttl, options.lock_wait).await?;
     // Read under the lock: the state an earlier prune left is final.
     let inventory = Inventory::read(repo).await?;
-    let (mut report, pending) = decide(&inventory, config, options, at)?;
-    report.deleted = execute::execute(store, &guard, &report.deletions, &pending).await?;
+    let (mut report, mut pending) = decide(&inventory, config, options, at)?;
+    keep_locked(repo, &mut report, &mut pending).await?;
+    let (deleted, locked) = execute::execute(store, &guard, &report.deletions, &pending).await?;
+    report.deleted = deleted;
+    report.locked_objects = locked;
     guard.release().await;
     Ok(report)
+}
+
+/// With object lock on, a backup whose manifest is still locked is kept
+/// whole (listed and restorable) rather than losing its manifest while its
+/// data cannot go; it is reported with its lock date, and a later prune
+/// deletes it once the lock has expired. One HEAD request per backup to
+/// delete; none when object lock is off.
+async fn keep_locked(repo: &Repository, report: &mut Report, pending: &mut Pending) -> Result<()> {
+    let store = repo.store();
+    if store.lock_mode() == cfdr_storage::LockMode::Off {
+        return Ok(());
+    }
+    // Lock dates are real time, whatever `--at` plans for.
+    let now = Timestamp::now();
+    let mut held = Vec::new();
+    for manifest in &report.deletions.manifests {
+        let retention = store
+            .retention(manifest)
+            .await
+            .map_err(Error::storage("reading the lock of a backup"))?;
+        if let Some(r) = retention.filter(|r| r.holds_at(now)) {
+            let prefix = manifest
+                .trim_end_matches(cfdr_storage::MANIFEST_NAME)
+                .to_owned();
+            held.push((prefix, r));
+        }
+    }
+    for (prefix, retention) in held {
+        let id = prefix
+            .trim_start_matches(cfdr_storage::BACKUPS_PREFIX)
+            .trim_end_matches('/')
+            .to_owned();
+        let d = &mut report.deletions;
+        d.manifests.retain(|k| !k.starts_with(&prefix));
+        d.objects.retain(|k| !k.starts_with(&prefix));
+        pending.backups.remove(&id);
+        report.locked_backups.push(LockedBackup { id, retention });
+    }
+    Ok(())
 }
 
 /// The plan and the keys it deletes, with the pending-deletion record to
@@ -261,6 +313,8 @@ fn decide(
             .collect(),
         unknown_wal: input.unknown_wal,
         deleted: 0,
+        locked_backups: Vec::new(),
+        locked_objects: Vec::new(),
     };
     Ok((report, pending))
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use cfdr_retention::{DataClass, Plan, Summary};
+use cfdr_storage::{LockedObject, Retention};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,24 @@ pub struct Report {
     pub unknown_wal: Vec<String>,
     /// Objects deleted (0 on a dry run).
     pub deleted: usize,
+    /// Backups the plan deletes but whose manifest is still locked (S3
+    /// Object Lock): kept whole until the lock expires.
+    #[serde(default)]
+    pub locked_backups: Vec<LockedBackup>,
+    /// Objects whose deletion the server refused because a version is
+    /// still locked: left in place, deleted by a later prune.
+    #[serde(default)]
+    pub locked_objects: Vec<LockedObject>,
+}
+
+/// A backup kept because its manifest is still locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockedBackup {
+    /// The backup id.
+    pub id: String,
+    /// The manifest's retention.
+    pub retention: Retention,
 }
 
 impl Report {
@@ -134,6 +153,31 @@ impl Report {
         }
         for key in &self.unknown_wal {
             let _ = writeln!(out, "left alone: {key} (not a WAL file)");
+        }
+        for b in &self.locked_backups {
+            let _ = writeln!(
+                out,
+                "locked: backup {} ({} until {}): kept until its lock expires",
+                b.id, b.retention.mode, b.retention.until
+            );
+        }
+        for o in &self.locked_objects {
+            match &o.retention {
+                Some(r) => {
+                    let _ = writeln!(
+                        out,
+                        "locked: {} ({} until {}): left in place",
+                        o.key, r.mode, r.until
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "locked: {} (the server refused the delete): left in place",
+                        o.key
+                    );
+                }
+            }
         }
         if !self.dry_run {
             let _ = writeln!(out, "deleted {} objects", self.deleted);

@@ -232,6 +232,19 @@ pub enum Error {
         /// Lock name.
         name: String,
     },
+    /// An S3 Object Lock call (retention, versioning, lock configuration)
+    /// failed.
+    #[error("object lock: {operation} on {target} failed: {detail}; {hint}")]
+    ObjectLock {
+        /// What cfdr asked for (`PutObjectRetention`, ...).
+        operation: &'static str,
+        /// The key or bucket concerned.
+        target: String,
+        /// The server's answer (status and error code) or the transport error.
+        detail: String,
+        /// What to do next.
+        hint: String,
+    },
 }
 
 impl Error {

@@ -14,6 +14,9 @@
 //!   committed by writing `manifest.json` last, listing and verification.
 //! - [`Lease`]: a lease lock with takeover of expired holders.
 //! - [`wal_archive`]: where WAL files live (`wal/...`) and listing them.
+//! - [`object_lock`]: S3 Object Lock retention on every write
+//!   (`[repository] object-lock`), versioned deletes that skip locked
+//!   objects, and [`check_object_lock`] behind `cfdr-repo check`.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -41,6 +44,8 @@ mod error;
 mod location;
 mod lock;
 mod object;
+pub mod object_lock;
+pub mod operations;
 pub mod parts;
 mod repo;
 pub mod secret_bundles;
@@ -55,10 +60,15 @@ pub use codec::{
 pub use error::{Error, Result};
 pub use location::{
     AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,
-    RetryOptions, S3Options, StorageOptions, TimeoutOptions,
+    RetryOptions, S3Options, StorageOptions, TimeoutOptions, default_lock_margin,
 };
 pub use lock::{Lease, LockRecord};
 pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
+pub use object_lock::{
+    LockCheck, LockMode, LockPeriod, LockPeriods, LockedObject, Retention, VersionedDeletes,
+    check_object_lock,
+};
+pub use operations::{Operation, OperationMarker};
 pub use repo::{
     BACKUPS_PREFIX, BackupFolder, BackupId, BackupWriter, CONFIG_KEY, Catalog, DamagedManifest,
     FORMAT_VERSION, Leftover, MANIFEST_NAME, Manifest, RepoConfig, Repository, TOOL_VERSION,

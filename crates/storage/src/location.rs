@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::object::Store;
+use crate::object_lock::{LockMode, LockPeriod, LockPeriods, ObjectLock};
 
 /// The repository used when none is configured.
 pub const DEFAULT_REPOSITORY: &str = "./cfdr-repo";
@@ -24,7 +25,7 @@ pub const DEFAULT_REPOSITORY: &str = "./cfdr-repo";
 /// Credentials are never read from the config file: they come from the
 /// standard environment variables and credential chains of each cloud, or are
 /// set in code (the `#[serde(skip)]` fields).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StorageOptions {
     /// Repository URL: `file:///path` (or a bare path), `memory://`,
@@ -45,6 +46,38 @@ pub struct StorageOptions {
     /// Backend feature switches, for S3-compatible servers and emulators that
     /// lack a feature their protocol has.
     pub compat: CompatOptions,
+    /// S3 Object Lock: `off` (default), `governance` or `compliance`. When
+    /// set, every object cfdr writes gets a retention date: its data class's
+    /// retention window plus `object-lock-margin` (see docs/object-lock.md).
+    pub object_lock: LockMode,
+    /// Added to each object's retention window (`30d`, `1y`, ...).
+    pub object_lock_margin: LockPeriod,
+    /// The retention window of each kind of object, filled in from
+    /// `[retention]` by cfdr-config (never read from the file).
+    #[serde(skip)]
+    pub lock_periods: LockPeriods,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            s3: S3Options::default(),
+            azblob: AzblobOptions::default(),
+            gcs: GcsOptions::default(),
+            retry: RetryOptions::default(),
+            timeout: TimeoutOptions::default(),
+            compat: CompatOptions::default(),
+            object_lock: LockMode::Off,
+            object_lock_margin: default_lock_margin(),
+            lock_periods: LockPeriods::default(),
+        }
+    }
+}
+
+/// The default `object-lock-margin`: 30 days.
+pub fn default_lock_margin() -> LockPeriod {
+    LockPeriod(jiff::Span::new().days(30))
 }
 
 /// S3 settings. Unset fields fall back to the AWS environment
@@ -450,8 +483,33 @@ impl StorageOptions {
             let endpoint = loc.display();
             return Ok(Store::deferred(Box::new(make), loc, endpoint, compat));
         }
+        let lock = ObjectLock::from_options(self, &loc)?;
         let (op, endpoint) = self.base_operator(&loc)?;
-        Ok(Store::new(layered(op), loc, endpoint, compat))
+        let mut store = Store::new(layered(op), loc, endpoint, compat);
+        store.lock = lock.map(std::sync::Arc::new);
+        Ok(store)
+    }
+
+    /// The S3 endpoint (URL parameter, options, then `AWS_ENDPOINT_URL_S3` /
+    /// `AWS_ENDPOINT_URL`; `None` for AWS) and region of `loc`.
+    pub(crate) fn s3_endpoint_region(&self, loc: &Location) -> (Option<String>, String) {
+        let o = &self.s3;
+        let endpoint = loc
+            .params
+            .get("endpoint")
+            .cloned()
+            .or_else(|| o.endpoint.clone())
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"));
+        let region = loc
+            .params
+            .get("region")
+            .cloned()
+            .or_else(|| o.region.clone())
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        (endpoint, region)
     }
 
     /// Builds the store with the standard layers.
@@ -491,21 +549,7 @@ impl StorageOptions {
             }),
             BackendKind::S3 => {
                 let o = &self.s3;
-                let endpoint = loc
-                    .params
-                    .get("endpoint")
-                    .cloned()
-                    .or_else(|| o.endpoint.clone())
-                    .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-                    .or_else(|| env("AWS_ENDPOINT_URL"));
-                let region = loc
-                    .params
-                    .get("region")
-                    .cloned()
-                    .or_else(|| o.region.clone())
-                    .or_else(|| env("AWS_REGION"))
-                    .or_else(|| env("AWS_DEFAULT_REGION"))
-                    .unwrap_or_else(|| "us-east-1".into());
+                let (endpoint, region) = self.s3_endpoint_region(loc);
                 let mut b = services::S3::default()
                     .bucket(&loc.bucket)
                     .root(&root)
@@ -524,6 +568,11 @@ impl StorageOptions {
                 }
                 if o.explicit_credentials_only {
                     b = b.disable_config_load().disable_ec2_metadata();
+                }
+                if self.object_lock != LockMode::Off {
+                    // AWS refuses uploads without a checksum into a bucket
+                    // whose objects get retention.
+                    b = b.checksum_algorithm("crc32c");
                 }
                 let op = Operator::new(b).map_err(backend_err)?;
                 let shown = endpoint.unwrap_or_else(|| format!("s3 ({region})"));

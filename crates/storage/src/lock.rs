@@ -56,7 +56,7 @@ fn generation_key(name: &str, generation: u64) -> String {
     format!("{LOCKS_PREFIX}{name}/{generation:020}.json")
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()

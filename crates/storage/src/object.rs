@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::location::{BackendKind, CompatOptions, Location};
+use crate::object_lock::ObjectLock;
 use crate::parts::PartSizer;
 
 /// Folder (relative to an fs repository root) where uploads are staged.
@@ -84,6 +85,8 @@ pub struct Store {
     location: Location,
     endpoint: String,
     compat: CompatOptions,
+    /// Object Lock, when `[repository] object-lock` is set.
+    pub(crate) lock: Option<Arc<ObjectLock>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for Store {
             .field("location", &self.location)
             .field("endpoint", &self.endpoint)
             .field("compat", &self.compat)
+            .field("object_lock", &self.lock_mode())
             .finish()
     }
 }
@@ -112,6 +116,7 @@ impl Store {
             location,
             endpoint,
             compat,
+            lock: None,
         }
     }
 
@@ -132,6 +137,7 @@ impl Store {
             location,
             endpoint,
             compat,
+            lock: None,
         }
     }
 
@@ -843,8 +849,8 @@ impl ObjectWriter {
         }
         let op = self.store.operator()?.clone();
         let result = match &mut self.sink {
-            Sink::FsTemp { .. } => Ok(()),
-            Sink::Multipart(w) => w.close().await.map(|_| ()),
+            Sink::FsTemp { .. } => Ok(None),
+            Sink::Multipart(w) => w.close().await.map(|m| m.version().map(str::to_owned)),
             Sink::Single {
                 chunks,
                 create_only,
@@ -852,13 +858,16 @@ impl ObjectWriter {
                 .write_with(&self.key, Buffer::from(std::mem::take(chunks)))
                 .if_not_exists(*create_only)
                 .await
-                .map(|_| ()),
+                .map(|m| m.version().map(str::to_owned)),
         };
-        if let Err(e) = result {
-            let err = self.store.map_err("write", &self.key, e);
-            self.abort().await;
-            return Err(err);
-        }
+        let version = match result {
+            Ok(version) => version,
+            Err(e) => {
+                let err = self.store.map_err("write", &self.key, e);
+                self.abort().await;
+                return Err(err);
+            }
+        };
         // Read the size back: a proxy or server that dropped a chunk while
         // answering 200 must not leave a short object that looks whole.
         match self.store.stat(&self.key).await? {
@@ -877,6 +886,11 @@ impl ObjectWriter {
                     ),
                 });
             }
+        }
+        // The retention date goes on the version just written; a failure
+        // fails the write, so nothing is taken for protected that is not.
+        if let Some(lock) = &self.store.lock {
+            lock.protect(&self.key, version.as_deref()).await?;
         }
         Ok(ObjectInfo {
             size: self.size,

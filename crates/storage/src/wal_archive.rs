@@ -2,7 +2,7 @@
 //! layout, shared by WAL archiving and pruning.
 //!
 //! ```text
-//! wal/cluster.json                                   cluster identity (not WAL; never pruned)
+//! wal/cluster.json                                   cluster identity ([`ClusterIdentity`]; not WAL, never pruned)
 //! wal/<TLI>.history                                  timeline history files
 //! wal/<first 16 hex of the name>/<PostgreSQL name>   segments, .partial and .backup files
 //! ```
@@ -23,6 +23,9 @@
 
 use crate::error::Result;
 use crate::object::{ObjectMeta, Store};
+
+mod identity;
+pub use identity::{ClusterIdentity, decimal_u64};
 
 /// Prefix of the WAL archive.
 pub const WAL_PREFIX: &str = "wal/";

@@ -46,7 +46,8 @@ pub struct FaultLayer {
 
 struct State {
     rng: Mutex<StdRng>,
-    rate: f64,
+    /// The hit rate's bits (an f64), changeable while in use.
+    rate: AtomicU64,
     mode: FaultMode,
     ops: Vec<FaultOp>,
     injected: AtomicU64,
@@ -55,7 +56,7 @@ struct State {
 impl fmt::Debug for FaultLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultLayer")
-            .field("rate", &self.state.rate)
+            .field("rate", &self.state.rate())
             .field("mode", &self.state.mode)
             .field("ops", &self.state.ops)
             .finish()
@@ -68,12 +69,17 @@ impl FaultLayer {
         Self {
             state: Arc::new(State {
                 rng: Mutex::new(StdRng::seed_from_u64(seed)),
-                rate,
+                rate: AtomicU64::new(rate.to_bits()),
                 mode,
                 ops: ops.to_vec(),
                 injected: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Changes the hit rate from now on (faults for a while, then none).
+    pub fn set_rate(&self, rate: f64) {
+        self.state.rate.store(rate.to_bits(), Ordering::Relaxed);
     }
 
     /// How many faults were injected so far.
@@ -83,6 +89,10 @@ impl FaultLayer {
 }
 
 impl State {
+    fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Relaxed))
+    }
+
     fn hit(&self, op: FaultOp) -> bool {
         if !self.ops.contains(&op) {
             return false;
@@ -91,7 +101,7 @@ impl State {
             Ok(mut rng) => rng.random(),
             Err(poisoned) => poisoned.into_inner().random(),
         };
-        let hit = roll < self.rate;
+        let hit = roll < self.rate();
         if hit {
             self.injected.fetch_add(1, Ordering::Relaxed);
         }

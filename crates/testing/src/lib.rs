@@ -150,6 +150,23 @@ impl TestLocation {
         Some(o)
     }
 
+    /// A fresh location in a new bucket of its own on moto, created with
+    /// S3 Object Lock enabled (which also turns versioning on) when
+    /// `object_lock`; `None` (after a skip notice) without moto.
+    pub fn moto_bucket(test: &str, object_lock: bool) -> Option<Self> {
+        let mut loc = Self::new(Backend::S3Moto, test)?;
+        let endpoint = loc.options.s3.endpoint.clone()?;
+        let bucket = format!("cfdr-{:016x}", rand::random::<u64>());
+        let status = create_moto_bucket(&endpoint, &bucket, object_lock)
+            .unwrap_or_else(|e| panic!("creating bucket {bucket} on moto at {endpoint}: {e}"));
+        assert!(
+            status.contains(" 200"),
+            "creating bucket {bucket}: {status}"
+        );
+        loc.options.url = Some(format!("s3://{bucket}/{}", unique(test)));
+        Some(loc)
+    }
+
     fn azblob(prefix: &str) -> Option<StorageOptions> {
         let endpoint = var("CFDR_TEST_AZBLOB_ENDPOINT")?;
         let container = var("CFDR_TEST_AZBLOB_CONTAINER")?;
@@ -173,6 +190,29 @@ impl TestLocation {
         o.gcs.anonymous = true;
         Some(o)
     }
+}
+
+/// Sends moto's unsigned CreateBucket (moto accepts it) and returns the
+/// status line.
+fn create_moto_bucket(endpoint: &str, bucket: &str, object_lock: bool) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, h)| h)
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host)?;
+    let lock = if object_lock {
+        "x-amz-bucket-object-lock-enabled: true\r\n"
+    } else {
+        ""
+    };
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\n{lock}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut status = String::new();
+    std::io::BufReader::new(stream).read_line(&mut status)?;
+    Ok(status.trim().to_owned())
 }
 
 /// How long a test waits for a condition before it fails. Generous: the

@@ -112,8 +112,8 @@ impl Setup {
             .unwrap()
     }
 
-    pub fn archive(&self) -> cfdr_pg::wal::WalArchive {
-        cfdr_pg::wal::WalArchive::new(self.store.clone())
+    pub fn archive(&self) -> cfdr_wal_archive::WalArchive {
+        cfdr_wal_archive::WalArchive::new(self.store.clone())
     }
 }
 
@@ -218,7 +218,7 @@ pub async fn assert_archive_matches(setup: &Setup, cluster: &LocalCluster) -> us
             .await
             .unwrap();
         assert!(
-            matches!(got, cfdr_pg::wal::Fetched::Restored { .. }),
+            matches!(got, cfdr_wal_archive::Fetched::Restored { .. }),
             "{file}: {got:?}"
         );
         assert!(

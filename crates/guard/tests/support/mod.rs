@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cfdr_guard::{Guard, Settings, Status, TradingState};
-use cfdr_pg::wal::{PushOptions, WalArchive};
 use cfdr_pg::{LocalCluster, PgBin};
 use cfdr_storage::Repository;
 use cfdr_testing::{Backend, TestLocation};
+use cfdr_wal_archive::{PushOptions, WalArchive};
 
 /// PostgreSQL 15's programs, or `None` (a failure under scripts/test).
 pub async fn pg_bin(test: &str) -> Option<PgBin> {

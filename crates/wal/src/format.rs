@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use cfdr_storage::wal_archive::decimal_u64;
 use cfdr_storage::{CodecInfo, Compression};
 use serde::{Deserialize, Serialize};
 
@@ -79,20 +80,6 @@ impl WalObjectHeader {
         let header: Self = serde_json::from_slice(&stored[MAGIC.len()..end])
             .map_err(|e| corrupt(format!("its header is not valid: {e}")))?;
         Ok((header, end + 1))
-    }
-}
-
-pub(crate) mod decimal_u64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

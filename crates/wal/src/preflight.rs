@@ -2,9 +2,10 @@
 
 use sqlx::Row;
 
+use cfdr_pg::PgTarget;
+
 use super::WalArchive;
-use crate::error::{Error, Result};
-use crate::target::PgTarget;
+use crate::error::Result;
 
 /// Checks the server's WAL settings, its archiver and its identity against
 /// the archive. Returns the problems found, each with the fix; empty when
@@ -21,7 +22,7 @@ pub async fn preflight(target: &PgTarget, archive: &WalArchive) -> Result<Vec<St
     )
     .fetch_one(&mut conn)
     .await
-    .map_err(|e| Error::Query {
+    .map_err(|e| cfdr_pg::Error::Query {
         what: "reading the WAL settings".into(),
         database: target.database.clone(),
         reason: e.to_string(),

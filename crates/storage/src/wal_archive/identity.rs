@@ -4,10 +4,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::format::decimal_u64;
-
-/// Key of the identity object.
-pub const CLUSTER_KEY: &str = "wal/cluster.json";
+use super::CLUSTER_KEY;
+use crate::error::{Error, Result};
+use crate::object::Store;
 
 /// The cluster a WAL archive belongs to. Written create-only by the first
 /// push; push, fetch (and base backups) refuse a cluster that differs.
@@ -51,7 +50,7 @@ impl ClusterIdentity {
             wal_segment_size,
             timelines: vec![timeline],
             created: Timestamp::now(),
-            created_by: format!("cfdr {} on {host}", cfdr_storage::TOOL_VERSION),
+            created_by: format!("cfdr {} on {host}", crate::TOOL_VERSION),
         }
     }
 
@@ -63,8 +62,46 @@ impl ClusterIdentity {
         )
     }
 
+    /// Whether this is the cluster with `system_identifier` and `pg_major`.
+    pub fn is_cluster(&self, system_identifier: u64, pg_major: u32) -> bool {
+        self.system_identifier == system_identifier && self.pg_major == pg_major
+    }
+
+    /// The identity stored in `store`, or `None` before the first push; a
+    /// document that does not parse is [`Error::Corrupt`].
+    pub async fn read(store: &Store) -> Result<Option<Self>> {
+        match store.get(CLUSTER_KEY).await {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    key: CLUSTER_KEY.into(),
+                    reason: format!("not a cluster identity: {e}"),
+                }),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `timeline` may archive here.
     pub fn accepts_timeline(&self, timeline: u32) -> bool {
         self.timelines.contains(&timeline)
+    }
+}
+
+/// A `u64` as a decimal string: system identifiers exceed JSON's exact
+/// integers (2^53), and `pg_controldata` prints them in decimal.
+pub mod decimal_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `v` as a decimal string.
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    /// Reads a decimal string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -1,4 +1,6 @@
 //! WAL archiving: `archive_command` / `restore_command` for a cfdr repository.
+//! Built on `cfdr-pg` (connections, client tools); `cfdr-pg` keeps the
+//! PostgreSQL side (clusters, logical and physical backups, replicas).
 //!
 //! - [`WalArchive::push`]: compress (+ age) and store one file from `pg_wal`
 //!   create-only; returns only once the object is stored (and read back by
@@ -13,13 +15,16 @@
 //! - [`WalArchive::continuity`]: gaps from a start segment to the newest.
 //! - [`spool`]: the asynchronous push worker and fetch prefetch.
 //! - [`preflight`]: a running server's WAL settings, archiver and identity.
+//! - [`stream`]: `cfdr-wal stream`, WAL shipped within about a second
+//!   through `pg_receivewal` and [`chunks`] of a segment in progress, which
+//!   [`WalArchive::fetch`] assembles when the segment itself is not stored.
 //!
 //! Every stored object is `CFDR-WAL/1 {json}\n` followed by the encoded
 //! file ([`WalObjectHeader`]): it verifies itself without a manifest.
 //!
 //! ```no_run
-//! # async fn demo() -> cfdr_pg::Result<()> {
-//! use cfdr_pg::wal::{Fetched, PushOptions, WalArchive};
+//! # async fn demo() -> cfdr_wal_archive::Result<()> {
+//! use cfdr_wal_archive::{Fetched, PushOptions, WalArchive};
 //! use cfdr_storage::StorageOptions;
 //!
 //! let archive = WalArchive::new(StorageOptions::from_url("s3://backups/cfdr").build()?);
@@ -36,11 +41,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chunks;
 mod continuity;
+mod error;
 mod format;
-mod identity;
 mod preflight;
 pub mod spool;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -56,12 +63,13 @@ use sha2::{Digest, Sha256};
 
 /// WAL file names and positions, as parsed by `cfdr-retention`.
 pub use cfdr_retention::{Lsn, WalFile, WalItem, WalRange, WalSegment};
+/// The archive's identity (`wal/cluster.json`), defined with the archive
+/// layout in `cfdr-storage` because base backups check it too.
+pub use cfdr_storage::wal_archive::{CLUSTER_KEY, ClusterIdentity};
 pub use continuity::{ContinuityReport, TimelineSpan, check_continuity, parse_history};
+pub use error::{Error, Result};
 pub use format::{DataDirIdentity, SegmentHeader, WalObjectHeader};
-pub use identity::{CLUSTER_KEY, ClusterIdentity};
 pub use preflight::preflight;
-
-use crate::error::{Error, Result};
 
 /// Settings of `cfdr-wal` (the `[wal]` table of the config file).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,6 +113,9 @@ pub struct PushOptions {
     /// files); default: the current directory, where PostgreSQL runs
     /// `archive_command`.
     pub data_dir: Option<PathBuf>,
+    /// The cluster's identity for `.history` / `.backup` files, when there
+    /// is no data directory to read it from (the WAL stream asks the server).
+    pub cluster: Option<DataDirIdentity>,
 }
 
 /// What [`WalArchive::push`] did.
@@ -216,17 +227,16 @@ impl WalArchive {
 
     /// The archive's identity, or `None` before the first push.
     pub async fn identity(&self) -> Result<Option<ClusterIdentity>> {
-        match self.store.get(CLUSTER_KEY).await {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| Error::WalCorrupt {
-                    key: CLUSTER_KEY.into(),
-                    reason: format!("not a cluster identity: {e}"),
+        ClusterIdentity::read(&self.store)
+            .await
+            .map_err(|e| match e {
+                cfdr_storage::Error::Corrupt { key, reason } => Error::WalCorrupt {
+                    key,
+                    reason,
                     hint: FETCH_HINT,
-                }),
-            Err(cfdr_storage::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+                },
+                other => other.into(),
+            })
     }
 
     /// The archive's identity, created from `first` when there is none yet
@@ -270,7 +280,7 @@ impl WalArchive {
         sysid: u64,
         major: u32,
     ) -> Result<()> {
-        if archive.system_identifier == sysid && archive.pg_major == major {
+        if archive.is_cluster(sysid, major) {
             return Ok(());
         }
         Err(Error::WalIdentityMismatch {
@@ -349,6 +359,8 @@ impl WalArchive {
                 seg.timeline,
             );
             (h.system_identifier, h.pg_major, Some(first))
+        } else if let Some(cluster) = opts.cluster {
+            (cluster.system_identifier, cluster.pg_major, None)
         } else {
             let dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let local = DataDirIdentity::read(&dir)?.ok_or_else(|| Error::WalFile {
@@ -380,11 +392,23 @@ impl WalArchive {
             system_identifier: sysid,
             pg_major: major,
         };
-        let key = wal_key(name);
+        self.store_object(wal_key(name), &header, data, &opts.encode)
+            .await
+    }
+
+    /// Stores `header` + encoded `data` at `key`, create-only; the same
+    /// file already there (verified) is success, another is a conflict.
+    pub(crate) async fn store_object(
+        &self,
+        key: String,
+        header: &WalObjectHeader,
+        data: Bytes,
+        encode: &EncodeOptions,
+    ) -> Result<Pushed> {
         let stored = async {
             let mut writer = self.store.writer(&key, true).await?;
             writer.write(Bytes::from(header.to_line())).await?;
-            cfdr_storage::encode_into(writer, Cursor::new(data), &opts.encode).await
+            cfdr_storage::encode_into(writer, Cursor::new(data), encode).await
         }
         .await;
         match stored {
@@ -393,7 +417,7 @@ impl WalArchive {
                 stored_size: obj.stored.size,
             }),
             Err(cfdr_storage::Error::AlreadyExists { .. }) => {
-                self.compare_existing(&key, &header).await?;
+                self.compare_existing(&key, header).await?;
                 Ok(Pushed::AlreadyStored { key })
             }
             Err(e) => Err(e.into()),
@@ -431,19 +455,27 @@ impl WalArchive {
     /// Restores the WAL file `name` to `dest`, as `restore_command`.
     pub async fn fetch(&self, name: &str, dest: &Path, opts: &FetchOptions) -> Result<Fetched> {
         let key = wal_key(name);
-        let raw = match self.store.get(&key).await {
-            Ok(raw) => raw,
-            Err(cfdr_storage::Error::NotFound { .. }) => return Ok(Fetched::NotFound),
+        let (header, data) = match self.store.get(&key).await {
+            Ok(raw) => {
+                let (header, data) = decode_verified(&key, raw, opts.identities.clone()).await?;
+                if header.file != name {
+                    return Err(Error::WalCorrupt {
+                        key,
+                        reason: format!("it holds {}, not {name}", header.file),
+                        hint: FETCH_HINT,
+                    });
+                }
+                (header, data)
+            }
+            // A segment the WAL stream shipped only in chunks so far.
+            Err(cfdr_storage::Error::NotFound { .. }) => {
+                match chunks::assemble(self, name, opts.identities.clone()).await? {
+                    Some(found) => found,
+                    None => return Ok(Fetched::NotFound),
+                }
+            }
             Err(e) => return Err(e.into()),
         };
-        let (header, data) = decode_verified(&key, raw, opts.identities.clone()).await?;
-        if header.file != name {
-            return Err(Error::WalCorrupt {
-                key,
-                reason: format!("it holds {}, not {name}", header.file),
-                hint: FETCH_HINT,
-            });
-        }
         let dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if let Some(local) = DataDirIdentity::read(&dir)?
             && (local.system_identifier, local.pg_major)
@@ -568,6 +600,23 @@ impl WalObjectHeader {
     fn is_encrypted(&self) -> bool {
         !self.encrypted_to.is_empty()
     }
+}
+
+/// Checks a stored WAL object as read from a repository, writing nothing:
+/// its header, and that its body decodes to the size and SHA-256 the header
+/// records (an encrypted body only with `identities`; without them age
+/// authenticates it on fetch). Copies between repositories use it so a
+/// damaged object is refused, not spread.
+pub async fn verify_stored(
+    key: &str,
+    raw: Bytes,
+    identities: Option<Arc<Identities>>,
+) -> Result<WalObjectHeader> {
+    let (header, _) = WalObjectHeader::split(key, &raw)?;
+    if header.is_encrypted() && identities.is_none() {
+        return Ok(header);
+    }
+    Ok(decode_verified(key, raw, identities).await?.0)
 }
 
 /// Checks a stored WAL object as read from a repository, writing nothing:

@@ -1,0 +1,356 @@
+//! Drills against a configured system: only what is safe there.
+//!
+//! Nothing live is touched: the newest physical backup with its WAL is
+//! restored into a new data directory in a temp folder (a scratch server,
+//! archiving off), the newest logical backup into a new database beside the
+//! live one (dropped afterwards), and each secrets bundle is decrypted in
+//! memory. The scenarios that harm the live system (`accidental-deletion`,
+//! `replica-failover`) are refused here; they run on the sandbox.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cfdr_pg::physical::{self, RecoveryTarget};
+use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical};
+use cfdr_secrets::Identities;
+use cfdr_storage::{Repository, SecretStore, StorageOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::drive::{Plan, Recorder, Stage, drive};
+use crate::error::{Error, Result};
+use crate::report::{Cleanup, Report, ScenarioReport, Validation};
+use crate::{Event, Objectives, Scenario, sample, scenarios};
+
+/// The scenarios that are safe against a configured system.
+pub const SAFE: [Scenario; 2] = [Scenario::SecretsLoss, Scenario::DatabaseLoss];
+
+/// A drill against the configured repository and database.
+#[derive(Clone, Debug)]
+pub struct ConfiguredOptions {
+    /// Folder holding `cfdr-wal` (the folder of `cfdr-drill` itself).
+    pub programs: PathBuf,
+    /// PostgreSQL's bin folder; found as the rest of cfdr finds it when unset.
+    pub pg_bin: Option<PathBuf>,
+    /// The repository.
+    pub repository: StorageOptions,
+    /// The configuration file, handed to `cfdr-wal fetch` by the restore.
+    pub config_file: Option<PathBuf>,
+    /// age identities for encrypted backups and the secrets bundles.
+    pub identities: Option<Arc<Identities>>,
+    /// The live database (`DATABASE_URL`/`PG*`): read only, and the server
+    /// the logical backup is restored beside.
+    pub live: Option<PgTarget>,
+    /// Logical restore settings (`[pg]`).
+    pub logical: logical::LogicalOptions,
+    /// Scenarios to run: a subset of [`SAFE`].
+    pub scenarios: Vec<Scenario>,
+    /// Objectives.
+    pub objectives: Objectives,
+}
+
+struct Configured {
+    opts: ConfiguredOptions,
+    wal_exe: PathBuf,
+    repo: Option<Repository>,
+    scratch: Vec<LocalCluster>,
+    databases: Vec<(PgTarget, String)>,
+    postgres: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Configured {
+    fn repo(&self) -> Result<&Repository> {
+        self.repo
+            .as_ref()
+            .ok_or_else(|| Error::Check("the repository is not open".into()))
+    }
+
+    async fn secrets(&mut self, rec: &mut Recorder<'_>, rep: &mut ScenarioReport) -> Result<()> {
+        let disaster = Instant::now();
+        rec.disaster = Some(disaster);
+        let store = SecretStore::new(self.repo()?);
+        let bundles = rec
+            .step("secrets bundles listed", async {
+                Ok(store.bundles().await?)
+            })
+            .await?;
+        if bundles.is_empty() {
+            return Err(Error::Check(
+                "the repository holds no secrets bundle: back one up with `cfdr-secrets backup`"
+                    .into(),
+            ));
+        }
+        let identities = self.opts.identities.clone().ok_or_else(|| {
+            Error::Check("no age identity is configured to decrypt the secrets bundles: set encryption.identity-file (or CFDR_AGE_IDENTITY_FILE)".into())
+        })?;
+        for bundle in bundles {
+            let opened = rec
+                .step(
+                    &format!("newest version of {bundle} restored and decrypted"),
+                    async {
+                        let m = store.resolve(&bundle, "latest").await?;
+                        let secrets = store.open(&m, &identities).await?;
+                        Ok((m, secrets.len()))
+                    },
+                )
+                .await?;
+            rec.bytes(opened.0.stored.size);
+            rep.validations.push(Validation {
+                name: format!("secrets bundle {bundle} restores"),
+                passed: opened.1 == opened.0.count,
+                detail: format!(
+                    "{}: {} secrets, names as in its manifest (the live secret store is not read)",
+                    opened.0.label(),
+                    opened.1
+                ),
+            });
+        }
+        rep.rto_actual_seconds = Some(disaster.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn database(&mut self, rec: &mut Recorder<'_>, rep: &mut ScenarioReport) -> Result<()> {
+        let live = self.opts.live.clone();
+        // The disaster is assumed, not made: the live database keeps running.
+        let before = match &live {
+            Some(t) => sample::last_trade(t).await.ok(),
+            None => None,
+        };
+        let disaster = Instant::now();
+        rec.disaster = Some(disaster);
+        let repo = self.repo()?.clone();
+        let physical = async {
+            let base = rec
+                .step("newest physical backup", async {
+                    Ok(physical::choose_backup(&repo, &RecoveryTarget::Latest, jiff::Timestamp::now()).await?)
+                })
+                .await?;
+            rec.step(
+                "WAL continuity from the base backup",
+                scenarios::check_continuity(&repo, &base),
+            )
+            .await?;
+            let spool = self.dir.path().join("spool");
+            let command = physical::fetch_command(
+                &self.wal_exe,
+                self.opts.config_file.as_deref(),
+                self.opts.repository.url.as_deref(),
+                &spool,
+                0,
+            )?;
+            let req = scenarios::pitr_request(
+                RecoveryTarget::Latest,
+                self.dir.path().join("pitr-latest"),
+                command,
+                self.opts.objectives.rto_database,
+                self.opts.pg_bin.clone(),
+                self.opts.identities.clone(),
+            );
+            let (cluster, report) = rec
+                .step(
+                    "physical restore into a scratch server: newest base backup + all archived WAL (PITR --latest)",
+                    scenarios::start_pitr(&repo, &req),
+                )
+                .await?;
+            rec.bytes(report.backup.stored_size());
+            let database = self
+                .opts
+                .live
+                .as_ref()
+                .map_or_else(|| "postgres".to_owned(), |t| t.database.clone());
+            let copy = cluster.target(&database);
+            self.scratch.push(cluster);
+            let check = rec
+                .step("amcheck on the physical restore", scenarios::amcheck(&copy, "the physical restore"))
+                .await?;
+            rep.validations.push(check);
+            scenarios::invariants(rec, rep, "the physical restore", &copy).await?;
+            if let Some(before) = before {
+                let after = sample::last_trade(&copy).await?;
+                rep.last_trade_before = Some(before);
+                rep.last_trade_after = Some(after);
+                rep.rpo_trades = Some(before.saturating_sub(after));
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = physical {
+            scenarios::record_failure(rep, &e);
+        }
+        let logical_part = async {
+            let live = live.ok_or_else(|| {
+                Error::Check("no live server to restore the logical backup beside: set DATABASE_URL (or PG*)".into())
+            })?;
+            let manifest = rec
+                .step("newest logical backup", async {
+                    Ok(logical::find(&repo, &logical::Selector::Latest, Some(&live.database)).await?)
+                })
+                .await?;
+            let name = format!("{}_drill_{}", live.database, logical::short_id(&manifest.id));
+            let req = logical::RestoreRequest {
+                target_db: Some(name.clone()),
+                identities: self.opts.identities.clone(),
+                ..logical::RestoreRequest::default()
+            };
+            let opts = self.opts.logical.clone();
+            rec.step(
+                &format!("logical restore of {} into the new database {name} (tables and row counts verified)", manifest.id),
+                async {
+                    logical::restore(&repo, &live, &manifest, &opts, &req, |_| {}).await?;
+                    Ok(())
+                },
+            )
+            .await?;
+            rec.bytes(manifest.stored_size());
+            let copy = live.with_database(&name);
+            self.databases.push((live.clone(), name));
+            rep.validations.push(Validation {
+                name: "row counts of the logical restore equal the source at the dump's snapshot".into(),
+                passed: true,
+                detail: "checked by the restore against the counts the backup recorded".into(),
+            });
+            let check = rec
+                .step("amcheck on the logical restore", scenarios::amcheck(&copy, "the logical restore"))
+                .await?;
+            rep.validations.push(check);
+            scenarios::invariants(rec, rep, "the logical restore", &copy).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = logical_part {
+            scenarios::record_failure(rep, &e);
+        }
+        if rep.failures.is_empty() {
+            rep.rto_actual_seconds = Some(disaster.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+impl Stage for Configured {
+    const MODE: &'static str = "configured";
+
+    async fn setup(&mut self, rec: &mut Recorder<'_>) -> Result<()> {
+        let options = self.opts.repository.clone();
+        let repo = rec
+            .step("repository opened", async {
+                Ok(Repository::open(options.build()?).await?)
+            })
+            .await?;
+        self.repo = Some(repo);
+        if let Some(live) = self.opts.live.clone() {
+            let version = rec
+                .step(
+                    &format!("live database {live} reachable (read only)"),
+                    async { Ok(cfdr_pg::admin::server_version(&live).await?.1) },
+                )
+                .await?;
+            self.postgres = Some(version);
+        }
+        Ok(())
+    }
+
+    async fn play(
+        &mut self,
+        scenario: Scenario,
+        rec: &mut Recorder<'_>,
+        rep: &mut ScenarioReport,
+    ) -> Result<()> {
+        match scenario {
+            Scenario::SecretsLoss => self.secrets(rec, rep).await,
+            Scenario::DatabaseLoss => self.database(rec, rep).await,
+            other => Err(Error::Check(format!(
+                "{other} harms a live system and runs on the sandbox only"
+            ))),
+        }
+    }
+
+    async fn cleanup(mut self) -> Cleanup {
+        let mut problems = Vec::new();
+        for (server, name) in self.databases.drain(..) {
+            if let Err(e) =
+                cfdr_pg::admin::drop_database(&server.with_database("postgres"), &name).await
+            {
+                problems.push(e.to_string());
+            }
+        }
+        for mut c in self.scratch.drain(..) {
+            if let Err(e) = c.stop().await {
+                problems.push(e.to_string());
+            }
+        }
+        let path = self.dir.path().to_owned();
+        if let Err(e) = self.dir.close() {
+            problems.push(format!("{}: {e}", path.display()));
+        }
+        if problems.is_empty() {
+            Cleanup {
+                status: "removed".into(),
+                detail: format!(
+                    "scratch servers stopped, restored databases dropped, {} deleted",
+                    path.display()
+                ),
+            }
+        } else {
+            Cleanup {
+                status: "failed".into(),
+                detail: problems.join("; "),
+            }
+        }
+    }
+
+    fn postgres(&self) -> Option<String> {
+        self.postgres.clone()
+    }
+}
+
+/// Runs the safe scenarios of `opts` against the configured system and
+/// returns the report (not yet stored). Errors when a scenario is not
+/// safe there or a prerequisite is missing.
+pub async fn run(
+    opts: &ConfiguredOptions,
+    cancel: CancellationToken,
+    mut on_event: impl for<'e> FnMut(&Event<'e>),
+) -> Result<Report> {
+    if let Some(s) = opts.scenarios.iter().find(|s| !SAFE.contains(s)) {
+        return Err(Error::Check(format!(
+            "{s} harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario {s}`); against a configured system the safe scenarios are {}",
+            SAFE.map(Scenario::name).join(", ")
+        )));
+    }
+    let wal_exe = opts.programs.join("cfdr-wal");
+    if !wal_exe.is_file() {
+        return Err(Error::ProgramMissing { path: wal_exe });
+    }
+    // The restore finds the programs itself; a missing PostgreSQL is
+    // named here, before anything starts.
+    PgBin::locate(opts.pg_bin.as_deref(), None)
+        .await
+        .map_err(|e| Error::PostgresMissing {
+            reason: e.to_string(),
+        })?;
+    let dir = tempfile::Builder::new()
+        .prefix("cfdr-drill-")
+        .tempdir()
+        .map_err(Error::io(
+            "creating a scratch folder in",
+            std::env::temp_dir(),
+        ))?;
+    cfdr_pg::chown_tree(dir.path())?;
+    let stage = Configured {
+        opts: opts.clone(),
+        wal_exe,
+        repo: None,
+        scratch: Vec::new(),
+        databases: Vec::new(),
+        postgres: None,
+        dir,
+    };
+    let plan = Plan {
+        scenarios: opts.scenarios.clone(),
+        inject: Vec::new(),
+        objectives: opts.objectives,
+    };
+    Ok(drive(stage, &plan, cancel, &mut on_event).await)
+}
