@@ -94,6 +94,29 @@ pub(crate) fn read(mut src: impl BufRead, events: mpsc::Sender<Event>) -> Result
     read_blocks(&mut Framing { src, int_size }, &tables, &send)
 }
 
+/// Reads a custom-format `pg_dump` archive (uncompressed data, as cfdr
+/// dumps) to its end the way the streamed restore does, and returns the
+/// bytes of table rows it found. Errors are the reader's message. Public so
+/// that hostile archives can be fed to the reader directly (fuzzing);
+/// restores use it internally.
+pub fn read_dump_archive(src: impl BufRead) -> Result<u64, String> {
+    let (tx, mut rx) = mpsc::channel(16);
+    std::thread::scope(|scope| {
+        let drain = scope.spawn(move || {
+            let mut bytes = 0u64;
+            while let Some(event) = rx.blocking_recv() {
+                if let Event::Rows { rows, .. } = event {
+                    bytes += rows.len() as u64;
+                }
+            }
+            bytes
+        });
+        let read = read(src, tx);
+        let bytes = drain.join().unwrap_or_default();
+        read.map(|()| bytes).map_err(|e| e.to_string())
+    })
+}
+
 /// The data blocks after the table of contents, to the end of the stream.
 fn read_blocks<R: BufRead>(
     framing: &mut Framing<R>,
