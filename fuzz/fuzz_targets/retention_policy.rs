@@ -45,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let now: Timestamp = "2026-06-30T12:00:00Z".parse().expect("a valid time");
     let wal: Vec<WalItem> = (1..=3u64)
-        .filter_map(|n| WalItem::parse(&format!("00000001000000000000000{n}"), 16 << 20, 16 << 20).ok())
+        .filter_map(|n| {
+            WalItem::parse(&format!("00000001000000000000000{n}"), 16 << 20, 16 << 20).ok()
+        })
         .collect();
     let _ = cfdr_retention::plan(&items(now), &wal, &config, now);
 });

@@ -25,8 +25,16 @@ fuzz_target!(|data: &[u8]| {
     // its stored document must read back as the same values.
     let _ = render_env(&bundle);
     let _ = render_json(&bundle);
-    let _ = render_kubernetes(&bundle, "app-secrets", Some("trading"), &[("cfdr/backup", "x")]);
+    let _ = render_kubernetes(
+        &bundle,
+        "app-secrets",
+        Some("trading"),
+        &[("cfdr/backup", "x")],
+    );
     let doc = bundle.to_document();
     let again = SecretBundle::from_document(doc.expose()).expect("a written bundle reads back");
-    assert!(again.diff(&bundle).is_empty(), "the stored document keeps every value");
+    assert!(
+        again.diff(&bundle).is_empty(),
+        "the stored document keeps every value"
+    );
 });
