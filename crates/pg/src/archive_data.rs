@@ -234,7 +234,13 @@ impl<R: BufRead> Framing<R> {
             .iter()
             .rev()
             .fold(0i64, |acc, byte| (acc << 8) | i64::from(*byte));
-        Ok(if b[0] == 0 { magnitude } else { -magnitude })
+        // An 8-byte magnitude can be i64::MIN, whose negation overflows;
+        // wrapping keeps it negative, which every caller refuses.
+        Ok(if b[0] == 0 {
+            magnitude
+        } else {
+            magnitude.wrapping_neg()
+        })
     }
 
     /// Length of the next chunk; 0 ends the block.
@@ -308,6 +314,21 @@ mod tests {
         }
         out.extend(int(0));
         out
+    }
+
+    /// An 8-byte integer of magnitude 2^63 with the minus sign: a negative
+    /// length, not an overflow.
+    #[test]
+    fn the_most_negative_eight_byte_integer_is_a_negative_length() {
+        let mut stream = vec![BLOCK_DATA, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        stream.extend([1, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+        let mut framing = Framing {
+            src: io::BufReader::new(&stream[..]),
+            int_size: 8,
+        };
+        let tables = HashMap::from([(7, Arc::<str>::from("COPY public.t (a) FROM stdin"))]);
+        let err = read_blocks(&mut framing, &tables, &|_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("negative chunk length"), "{err}");
     }
 
     /// Runs [`read_blocks`] over `stream` with entry 7 as a table; the
