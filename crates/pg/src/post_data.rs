@@ -121,7 +121,10 @@ fn early_entry(chunk: &[&str], loaded: &impl Fn(&str) -> bool) -> Option<(String
     let header = chunk.get(1)?.strip_prefix("-- Name: ")?;
     let (name, rest) = header.split_once("; Type: ")?;
     let (kind, _) = rest.split_once("; Schema: ")?;
-    let statement = chunk[3..]
+    // Headers can overlap (`--`, `-- Name:`, `--`, `-- Name:`, `--`),
+    // leaving a chunk of two lines.
+    let statement = chunk
+        .get(3..)?
         .iter()
         .find(|l| !l.trim().is_empty() && !is_session_setting(l.as_bytes()))?;
     let table = match kind {
