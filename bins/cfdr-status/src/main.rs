@@ -12,17 +12,17 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cfdr_cli::Outcome;
 use cfdr_guard::{Guard, Level, Status};
-use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A mistyped flag is "unknown" to monitoring, not "critical".
+    let cli: Cli = cfdr_cli::parse_args(Level::Unknown.exit_code());
     cfdr_cli::main(cli.common.verbose, async move {
         match run(cli).await {
             Ok(o) => Ok(o),
             // Nothing could be measured: "unknown" for monitoring systems.
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", cfdr_cli::error_chain(&e));
                 Ok(Outcome::Code(Level::Unknown.exit_code()))
             }
         }

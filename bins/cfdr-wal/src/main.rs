@@ -14,7 +14,9 @@ mod cli;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A mistyped restore_command must stop recovery too (see below).
+    let fetch_words = std::env::args().skip(1).any(|a| a == "fetch");
+    let cli: Cli = cfdr_cli::parse_args(if fetch_words { 128 } else { 2 });
     let fetching = matches!(cli.command, Command::Fetch { .. });
     cfdr_cli::main(cli.common.verbose, async move {
         match run(cli).await {

@@ -75,11 +75,34 @@ pub enum Outcome {
     Code(u8),
 }
 
+/// Parses the command line like [`clap::Parser::parse`], except that a
+/// usage error (unknown flag, missing argument) exits with `usage_code`
+/// instead of clap's 2; `--help` and `--version` still exit 0. For
+/// commands whose callers read exit codes their own way: monitoring takes 2
+/// as "critical" where a typo is "unknown", and PostgreSQL ends recovery on
+/// a `restore_command` exit of 2 where it should stop.
+pub fn parse_args<C: clap::Parser>(usage_code: u8) -> C {
+    C::try_parse().unwrap_or_else(|e| {
+        if !e.use_stderr() {
+            e.exit()
+        }
+        let _ = e.print();
+        std::process::exit(i32::from(usage_code))
+    })
+}
+
 /// Logs to stderr: warnings by default, more with each `-v`; `RUST_LOG`
 /// overrides.
 pub fn init_logging(verbose: u8) {
-    // opendal logs expected misses (a stat of an absent key) as warnings.
-    let filter = ["warn,opendal=error", "info,opendal=error", "debug"][usize::from(verbose.min(2))];
+    // opendal logs expected misses (a stat of an absent key) as warnings,
+    // and each failed call of a service (with its backtrace when
+    // RUST_BACKTRACE is set) as an error that the command's own error
+    // message repeats with its cause and the next step: those only at -vv.
+    let filter = [
+        "warn,opendal=error,opendal::services=off",
+        "info,opendal=error,opendal::services=off",
+        "debug",
+    ][usize::from(verbose.min(2))];
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -132,7 +132,9 @@ impl Calendar {
             && !self.holidays.contains(&date)
     }
 
-    /// `n` business days after `from` (see the module docs).
+    /// `n` business days after `from` (see the module docs). At the end of
+    /// the supported calendar (year 9999) the last reachable day is the
+    /// answer: a huge `n` or a holiday there must not loop forever.
     pub fn add_business_days(&self, from: Timestamp, n: u32) -> Timestamp {
         let tz = self.tz();
         let mut z: Zoned = from.to_zoned(tz.clone());
@@ -140,13 +142,19 @@ impl Calendar {
             // Start of the next business day.
             let mut d = z.date();
             while !self.is_business_day(d) {
-                d = d.tomorrow().unwrap_or(d);
+                match d.tomorrow() {
+                    Ok(next) => d = next,
+                    Err(_) => return z.timestamp(),
+                }
             }
             z = d.to_zoned(tz).unwrap_or(z);
         }
         for _ in 0..n {
             loop {
-                z = z.checked_add(1.day()).unwrap_or(z.clone());
+                match z.checked_add(1.day()) {
+                    Ok(next) => z = next,
+                    Err(_) => return z.timestamp(),
+                }
                 if self.is_business_day(z.date()) {
                     break;
                 }

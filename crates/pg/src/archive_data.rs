@@ -94,6 +94,29 @@ pub(crate) fn read(mut src: impl BufRead, events: mpsc::Sender<Event>) -> Result
     read_blocks(&mut Framing { src, int_size }, &tables, &send)
 }
 
+/// Reads a custom-format `pg_dump` archive (uncompressed data, as cfdr
+/// dumps) to its end the way the streamed restore does, and returns the
+/// bytes of table rows it found. Errors are the reader's message. Public so
+/// that hostile archives can be fed to the reader directly (fuzzing);
+/// restores use it internally.
+pub fn read_dump_archive(src: impl BufRead) -> Result<u64, String> {
+    let (tx, mut rx) = mpsc::channel(16);
+    std::thread::scope(|scope| {
+        let drain = scope.spawn(move || {
+            let mut bytes = 0u64;
+            while let Some(event) = rx.blocking_recv() {
+                if let Event::Rows { rows, .. } = event {
+                    bytes += rows.len() as u64;
+                }
+            }
+            bytes
+        });
+        let read = read(src, tx);
+        let bytes = drain.join().unwrap_or_default();
+        read.map(|()| bytes).map_err(|e| e.to_string())
+    })
+}
+
 /// The data blocks after the table of contents, to the end of the stream.
 fn read_blocks<R: BufRead>(
     framing: &mut Framing<R>,
@@ -211,7 +234,13 @@ impl<R: BufRead> Framing<R> {
             .iter()
             .rev()
             .fold(0i64, |acc, byte| (acc << 8) | i64::from(*byte));
-        Ok(if b[0] == 0 { magnitude } else { -magnitude })
+        // An 8-byte magnitude can be i64::MIN, whose negation overflows;
+        // wrapping keeps it negative, which every caller refuses.
+        Ok(if b[0] == 0 {
+            magnitude
+        } else {
+            magnitude.wrapping_neg()
+        })
     }
 
     /// Length of the next chunk; 0 ends the block.
@@ -285,6 +314,21 @@ mod tests {
         }
         out.extend(int(0));
         out
+    }
+
+    /// An 8-byte integer of magnitude 2^63 with the minus sign: a negative
+    /// length, not an overflow.
+    #[test]
+    fn the_most_negative_eight_byte_integer_is_a_negative_length() {
+        let mut stream = vec![BLOCK_DATA, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        stream.extend([1, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+        let mut framing = Framing {
+            src: io::BufReader::new(&stream[..]),
+            int_size: 8,
+        };
+        let tables = HashMap::from([(7, Arc::<str>::from("COPY public.t (a) FROM stdin"))]);
+        let err = read_blocks(&mut framing, &tables, &|_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("negative chunk length"), "{err}");
     }
 
     /// Runs [`read_blocks`] over `stream` with entry 7 as a table; the

@@ -42,7 +42,9 @@ mod restore_stream;
 mod target;
 mod tools;
 
+pub use archive_data::read_dump_archive;
 pub use cluster::{LocalCluster, chown_tree, free_port};
 pub use error::{Error, Result};
+pub use post_data::{Early as PostDataEarly, Plan as PostDataPlan, split_post_data};
 pub use target::PgTarget;
 pub use tools::{PgBin, is_root, parse_major, server_user};

@@ -10,11 +10,11 @@
 //! pg_restore's entry headers (`-- Name: ...; Type: ...; Schema: ...;`);
 //! without them nothing moves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One entry built early.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Early {
+pub struct Early {
     /// `INDEX t2_x` (for messages).
     pub what: String,
     /// The session settings in force at the entry, then its statements.
@@ -23,7 +23,7 @@ pub(crate) struct Early {
 
 /// The post-data script, split.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub struct Plan {
     /// Entries to run once the table (as written in `COPY <table> ...`)
     /// is loaded, in script order.
     pub early: HashMap<String, Vec<Early>>,
@@ -89,6 +89,20 @@ impl Plan {
     }
 }
 
+/// Splits a `pg_restore --section=post-data` script the way a streamed
+/// restore does when it loads the tables of `copy_statements` (their
+/// `COPY ... FROM stdin` statements): the script's preamble settings and
+/// the split. Public so that hostile scripts can be fed to the splitter
+/// directly (fuzzing); restores use the parts internally.
+pub fn split_post_data(script: &str, copy_statements: &[&str]) -> (String, Plan) {
+    let targets: HashSet<&str> = copy_statements
+        .iter()
+        .filter_map(|s| copy_target(s))
+        .collect();
+    let plan = Plan::new(script, |t| targets.contains(t));
+    (preamble_settings(script), plan)
+}
+
 /// `SET x = ...;` and `SELECT pg_catalog.set_config(...)` lines: the
 /// session state pg_restore sets between entries.
 pub(crate) fn is_session_setting(line: &[u8]) -> bool {
@@ -107,7 +121,10 @@ fn early_entry(chunk: &[&str], loaded: &impl Fn(&str) -> bool) -> Option<(String
     let header = chunk.get(1)?.strip_prefix("-- Name: ")?;
     let (name, rest) = header.split_once("; Type: ")?;
     let (kind, _) = rest.split_once("; Schema: ")?;
-    let statement = chunk[3..]
+    // Headers can overlap (`--`, `-- Name:`, `--`, `-- Name:`, `--`),
+    // leaving a chunk of two lines.
+    let statement = chunk
+        .get(3..)?
         .iter()
         .find(|l| !l.trim().is_empty() && !is_session_setting(l.as_bytes()))?;
     let table = match kind {

@@ -278,7 +278,7 @@ impl VaultClient {
         }
     }
 
-    fn failure(operation: &'static str, url: &Url, status: StatusCode, body: &[u8]) -> Error {
+    fn failure(operation: &'static str, url: &Url, status: u16, body: &[u8]) -> Error {
         #[derive(Deserialize)]
         struct Errors {
             #[serde(default)]
@@ -290,7 +290,7 @@ impl VaultClient {
         Error::Vault {
             operation,
             path: url.path().to_owned(),
-            status: status.as_u16(),
+            status,
             detail: if detail.is_empty() {
                 "no error message".into()
             } else {
@@ -314,6 +314,16 @@ impl VaultClient {
 
     /// Keys directly under `path` (folders end in `/`); empty when none.
     pub async fn list(&self, path: &VaultPath) -> Result<Vec<String>> {
+        let url = self.url("metadata", path);
+        let method = Method::from_bytes(b"LIST").unwrap_or(Method::GET);
+        let (status, body) = self.call("list", method, url.clone(), None).await?;
+        Self::list_answer(&url, status.as_u16(), body.expose())
+    }
+
+    /// The keys of a `LIST` answer with HTTP `status` and `body` from
+    /// `url`. Public, like [`Self::read_answer`], so that hostile answers
+    /// can be fed to the parser directly (fuzzing).
+    pub fn list_answer(url: &Url, status: u16, body: &[u8]) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Resp {
             data: Keys,
@@ -322,19 +332,30 @@ impl VaultClient {
         struct Keys {
             keys: Vec<String>,
         }
-        let url = self.url("metadata", path);
-        let method = Method::from_bytes(b"LIST").unwrap_or(Method::GET);
-        let (status, body) = self.call("list", method, url.clone(), None).await?;
-        match status.as_u16() {
+        match status {
             404 => Ok(Vec::new()),
-            200 => Ok(Self::parse::<Resp>("list", &url, body.expose())?.data.keys),
-            _ => Err(Self::failure("list", &url, status, body.expose())),
+            200 => Ok(Self::parse::<Resp>("list", url, body)?.data.keys),
+            _ => Err(Self::failure("list", url, status, body)),
         }
     }
 
     /// The current version of the secret at `path`, or `None` when it does
     /// not exist or its current version is deleted or destroyed.
     pub async fn read(&self, path: &VaultPath) -> Result<Option<VaultSecret>> {
+        let url = self.url("data", path);
+        let (status, body) = self.call("read", Method::GET, url.clone(), None).await?;
+        Self::read_answer(&url, path, status.as_u16(), body.expose())
+    }
+
+    /// The secret in a KV v2 `data` answer with HTTP `status` and `body`
+    /// from `url`, read for `path`. Public so that hostile answers can be
+    /// fed to the parser directly (fuzzing).
+    pub fn read_answer(
+        url: &Url,
+        path: &VaultPath,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Option<VaultSecret>> {
         #[derive(Deserialize)]
         struct Resp {
             data: Data,
@@ -348,14 +369,12 @@ impl VaultClient {
         struct Meta {
             version: u64,
         }
-        let url = self.url("data", path);
-        let (status, body) = self.call("read", Method::GET, url.clone(), None).await?;
-        match status.as_u16() {
+        match status {
             404 => return Ok(None),
             200 => {}
-            _ => return Err(Self::failure("read", &url, status, body.expose())),
+            _ => return Err(Self::failure("read", url, status, body)),
         }
-        let resp: Resp = Self::parse("read", &url, body.expose())?;
+        let resp: Resp = Self::parse("read", url, body)?;
         let Some(data) = resp.data.data else {
             return Ok(None);
         };
@@ -398,7 +417,12 @@ impl VaultClient {
             200 => Ok(Self::parse::<Resp>("read metadata", &url, body.expose())?
                 .data
                 .current_version),
-            _ => Err(Self::failure("read metadata", &url, status, body.expose())),
+            _ => Err(Self::failure(
+                "read metadata",
+                &url,
+                status.as_u16(),
+                body.expose(),
+            )),
         }
     }
 
@@ -432,7 +456,7 @@ impl VaultClient {
             });
         }
         if !status.is_success() {
-            return Err(Self::failure("write", &url, status, resp.expose()));
+            return Err(Self::failure("write", &url, status.as_u16(), resp.expose()));
         }
         Ok(Self::parse::<Resp>("write", &url, resp.expose())?
             .data

@@ -169,9 +169,12 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Total stored bytes.
+    /// Total stored bytes (saturating: a damaged manifest's sizes must not
+    /// overflow a listing).
     pub fn stored_size(&self) -> u64 {
-        self.objects.iter().map(|o| o.stored.size).sum()
+        self.objects
+            .iter()
+            .fold(0, |total, o| total.saturating_add(o.stored.size))
     }
 
     /// Duration from start to commit.

@@ -59,8 +59,10 @@ impl WalObjectHeader {
         line
     }
 
-    /// Splits a stored object into its header and encoded body.
-    pub(crate) fn split(key: &str, stored: &[u8]) -> Result<(Self, usize)> {
+    /// Splits a stored object into its header and the offset of its encoded
+    /// body; `key` is for errors. Public so that hostile objects can be fed
+    /// to the parser directly (fuzzing).
+    pub fn split(key: &str, stored: &[u8]) -> Result<(Self, usize)> {
         let corrupt = |reason: String| Error::WalCorrupt {
             key: key.to_owned(),
             reason,
