@@ -141,34 +141,13 @@ cfdr_install_cargo_deny() {
   cfdr_cargo_install cargo-deny "$CFDR_CARGO_DENY_VERSION" "$CFDR_CARGO_DENY_BIN" 3
 }
 
-cfdr_cargo_fuzz_ok() {
-  [[ -x "$CFDR_CARGO_FUZZ_BIN" ]] &&
-    [[ "$(cat "$CFDR_TOOLS_DIR/cargo-fuzz/.version" 2>/dev/null)" == "$CFDR_CARGO_FUZZ_VERSION" ]] &&
-    "$CFDR_CARGO_FUZZ_BIN" fuzz --version >/dev/null 2>&1
-}
-
 # cargo-fuzz drives the fuzz targets of scripts/fuzz; only that script
 # installs it (about 2 minutes, once), under the tools lock.
 cfdr_install_cargo_fuzz() {
   mkdir -p "$CFDR_TOOLS_DIR" || cfdr_die "cannot create CFDR_TOOLS_DIR=$CFDR_TOOLS_DIR"
   exec {CFDR_FUZZ_LOCK_FD}>"$CFDR_TOOLS_DIR/.install.lock"
   flock "$CFDR_FUZZ_LOCK_FD"
-  if ! cfdr_cargo_fuzz_ok; then
-    command -v cargo >/dev/null 2>&1 || cfdr_die "cargo not found: install Rust with rustup (https://rustup.rs)"
-    cfdr_log "building cargo-fuzz $CFDR_CARGO_FUZZ_VERSION (about 2 minutes, once)"
-    local dest="$CFDR_TOOLS_DIR/cargo-fuzz" log="$CFDR_TOOLS_DIR/cargo-fuzz-install.log"
-    rm -f "$dest/.version"
-    # From / and with its own target dir, like s3s-fs above.
-    if ! (cd / && CARGO_TARGET_DIR="$CFDR_TOOLS_DIR/cargo-fuzz-target" \
-      cargo install "cargo-fuzz@$CFDR_CARGO_FUZZ_VERSION" --locked --force \
-      --root "$dest") >"$log" 2>&1; then
-      tail -n 30 "$log" >&2
-      cfdr_die "cargo install cargo-fuzz@$CFDR_CARGO_FUZZ_VERSION failed (full log: $log). Check network access to crates.io and the Rust toolchain, then rerun."
-    fi
-    echo "$CFDR_CARGO_FUZZ_VERSION" >"$dest/.version"
-    rm -rf "$CFDR_TOOLS_DIR/cargo-fuzz-target"
-    cfdr_cargo_fuzz_ok || cfdr_die "cargo-fuzz was installed to $dest but '$CFDR_CARGO_FUZZ_BIN fuzz --version' fails; remove $dest and rerun"
-  fi
+  cfdr_cargo_install cargo-fuzz "$CFDR_CARGO_FUZZ_VERSION" "$CFDR_CARGO_FUZZ_BIN" 2
   flock -u "$CFDR_FUZZ_LOCK_FD"
   exec {CFDR_FUZZ_LOCK_FD}>&-
 }
