@@ -29,10 +29,31 @@ struct Probe {
 /// One probe per command whose exit codes differ; every binary of `bins/`
 /// needs at least one.
 const PROBES: &[Probe] = &[
+    // The front command: the command it runs answers, exit code included.
+    Probe {
+        bin: "cfdr",
+        args: &["repo", "info"],
+        repository: true,
+        error_code: 2,
+    },
     Probe {
         bin: "cfdr-backup",
         args: &["list"],
         repository: true,
+        error_code: 2,
+    },
+    Probe {
+        bin: "cfdr-copy",
+        args: &["--dry-run"],
+        repository: true,
+        error_code: 2,
+    },
+    // A drill with a configuration restores into scratch targets; the
+    // bad-repository cases are covered by the commands it calls.
+    Probe {
+        bin: "cfdr-drill",
+        args: &[],
+        repository: false,
         error_code: 2,
     },
     Probe {
