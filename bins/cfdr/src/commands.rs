@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 /// (`cfdr NAME`), as git and cargo run their external commands.
 pub(crate) const COMMANDS: &[&str] = &[
     "backup", "restore", "verify", "wal", "replica", "prune", "repo", "secrets", "incident",
-    "status", "drill",
+    "status", "drill", "copy",
 ];
 
 /// Why `cfdr` itself could not do what was asked.
