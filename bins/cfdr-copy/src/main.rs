@@ -47,7 +47,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let mut copiers = Vec::new();
     for copy in &config.copies {
         if cli.to.is_empty() || cli.to.contains(&copy.name) {
-            let secondary = copy.storage().build()?;
+            let secondary = config.copy_storage(copy).build()?;
             copiers.push(Copier::new(
                 primary.clone(),
                 secondary,

@@ -31,12 +31,34 @@ async fn run(cli: Cli) -> Result<Outcome> {
     // cannot be built with.
     if let Command::Check { json } = cli.command {
         let check = cfdr_storage::check_object_lock(&config.repository).await?;
+        // Each off-region copy must hold out as long as the primary.
+        let mut copies = Vec::new();
+        for copy in &config.copies {
+            let storage = config.copy_storage(copy);
+            copies.push((copy, cfdr_storage::check_object_lock(&storage).await?));
+        }
         if json {
-            println!("{}", serde_json::to_string_pretty(&check)?);
+            let mut value = serde_json::to_value(&check)?;
+            if !copies.is_empty() {
+                value["copies"] = copies
+                    .iter()
+                    .map(|(copy, check)| {
+                        let mut v = serde_json::to_value(check)?;
+                        v["name"] = copy.name.clone().into();
+                        Ok(v)
+                    })
+                    .collect::<serde_json::Result<Vec<_>>>()?
+                    .into();
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             print!("{}", check.render());
+            for (copy, check) in &copies {
+                println!("\ncopy {}:", copy.name);
+                print!("{}", check.render());
+            }
         }
-        return Ok(if check.is_ok() {
+        return Ok(if check.is_ok() && copies.iter().all(|(_, c)| c.is_ok()) {
             Outcome::Ok
         } else {
             Outcome::CheckFailed

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use cfdr_cli::Outcome;
 use cfdr_wal_archive::{FetchOptions, Fetched, PushOptions, WalArchive, spool, stream};
-use clap::Parser;
 
 mod cli;
 use cli::{Cli, Command};

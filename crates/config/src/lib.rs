@@ -65,8 +65,8 @@ use std::path::{Path, PathBuf};
 use cfdr_retention::{DataClass, Policy};
 use cfdr_secrets::{Identities, Recipients};
 use cfdr_storage::{
-    AzblobOptions, CompatOptions, Compression, EncodeOptions, GcsOptions, Location, LockPeriod,
-    LockPeriods, RetryOptions, S3Options, StorageOptions, TimeoutOptions,
+    AzblobOptions, CompatOptions, Compression, EncodeOptions, GcsOptions, Location, LockMode,
+    LockPeriod, LockPeriods, RetryOptions, S3Options, StorageOptions, TimeoutOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +185,10 @@ pub struct CopyConfig {
     /// Read this secondary's credentials from `<prefix>AWS_...` /
     /// `<prefix>AZURE_STORAGE_...` variables instead of the standard ones.
     pub credentials_env_prefix: Option<String>,
+    /// S3 Object Lock on the secondary, as `[repository] object-lock`.
+    pub object_lock: LockMode,
+    /// As `[repository] object-lock-margin` (default 30 days).
+    pub object_lock_margin: Option<LockPeriod>,
 }
 
 impl CopyConfig {
@@ -216,6 +220,7 @@ impl CopyConfig {
     /// The secondary's storage options, credentials from the prefixed
     /// variables when `credentials-env-prefix` is set.
     pub fn storage(&self) -> StorageOptions {
+        let defaults = StorageOptions::default();
         let mut o = StorageOptions {
             url: Some(self.url.clone()),
             s3: self.s3.clone(),
@@ -224,6 +229,11 @@ impl CopyConfig {
             retry: self.retry.clone(),
             timeout: self.timeout.clone(),
             compat: self.compat,
+            object_lock: self.object_lock,
+            object_lock_margin: self
+                .object_lock_margin
+                .unwrap_or(defaults.object_lock_margin),
+            lock_periods: defaults.lock_periods,
         };
         if let Some(prefix) = &self.credentials_env_prefix {
             let var = |name: &str| env(&format!("{prefix}{name}"));
@@ -376,6 +386,14 @@ impl Config {
             None => self.repository.url = Some(arg.to_owned()),
         }
         self.repository.lock_periods = self.lock_periods();
+    }
+
+    /// The storage options of the secondary `copy`, object lock windows
+    /// from `[retention]` as for the primary.
+    pub fn copy_storage(&self, copy: &CopyConfig) -> StorageOptions {
+        let mut o = copy.storage();
+        o.lock_periods = self.lock_periods();
+        o
     }
 
     /// How long each kind of object stays locked when `[repository]

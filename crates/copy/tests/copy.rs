@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use cfdr_copy::{Copier, CopyOptions, FollowOptions, Report};
 use cfdr_incident::{Change, Journal, Severity, Stamp};
-use cfdr_wal_archive::{PushOptions, WalArchive};
 use cfdr_secrets::{Encryption, Recipients, SecretBundle, SecretValue};
 use cfdr_storage::secret_bundles::SecretStore;
 use cfdr_storage::wal_archive::list_wal;
 use cfdr_storage::{EncodeOptions, Manifest, Repository, StorageOptions, Store};
 use cfdr_testing::{Backend, TestLocation};
+use cfdr_wal_archive::{PushOptions, WalArchive};
 
 const SYSID: u64 = 7_000_000_000_000_000_042;
 

@@ -619,23 +619,6 @@ pub async fn verify_stored(
     Ok(decode_verified(key, raw, identities).await?.0)
 }
 
-/// Checks a stored WAL object as read from a repository, writing nothing:
-/// its header, and that its body decodes to the size and SHA-256 the header
-/// records (an encrypted body only with `identities`; without them age
-/// authenticates it on fetch). Copies between repositories use it so a
-/// damaged object is refused, not spread.
-pub async fn verify_stored(
-    key: &str,
-    raw: Bytes,
-    identities: Option<Arc<Identities>>,
-) -> Result<WalObjectHeader> {
-    let (header, _) = WalObjectHeader::split(key, &raw)?;
-    if header.is_encrypted() && identities.is_none() {
-        return Ok(header);
-    }
-    Ok(decode_verified(key, raw, identities).await?.0)
-}
-
 /// Splits, decodes and verifies a stored object; returns the header and the
 /// original file.
 pub(crate) async fn decode_verified(
