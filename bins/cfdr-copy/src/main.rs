@@ -21,6 +21,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Outcome> {
     let config = cli.common.config()?;
+    // The source first: an unreachable or newer primary is the error to
+    // see, whatever the copies say.
+    cfdr_storage::Repository::open(config.repository.build()?).await?;
     if config.copies.is_empty() {
         bail!(
             "the config has no [[copy]] entry: add one with the secondary's name and url (see docs/copies.md)"
