@@ -14,6 +14,7 @@ use cfdr_incident::{
 use cfdr_retention::Lsn;
 use cfdr_storage::operations::{Operation, OperationMarker};
 use cfdr_storage::{StorageOptions, Store};
+use cfdr_testing::{Backend, TestLocation};
 use jiff::Timestamp;
 
 fn store(name: &str) -> Store {
@@ -190,7 +191,21 @@ async fn closed_incident(journal: &Journal, stamp: &Stamp, title: &str) -> Incid
 
 #[tokio::test]
 async fn closed_incidents_are_listed_in_turn_and_still_fail_closed() {
-    let store = store("closed-incidents");
+    closed_incidents_on(store("closed-incidents")).await;
+}
+
+/// The same on an S3 server, where a one-level listing comes back as
+/// common prefixes.
+#[tokio::test]
+async fn closed_incidents_are_listed_in_turn_on_s3() {
+    let test = "closed_incidents_are_listed_in_turn_on_s3";
+    let Some(loc) = TestLocation::new(Backend::S3, test) else {
+        return;
+    };
+    closed_incidents_on(loc.options.build().unwrap()).await;
+}
+
+async fn closed_incidents_on(store: Store) {
     let journal = Journal::new(store.clone());
     let stamp = Stamp::new("alice", now());
     let mut closed = Vec::new();
