@@ -68,7 +68,21 @@ struct Folder {
     keys: Vec<ObjectMeta>,
     /// Closed and whole: listed in turn, not every check.
     settled: bool,
+    /// Its fold, kept until it is listed again.
+    folded: Option<Folded>,
 }
+
+/// What one incident folder contributes to the verdict.
+#[derive(Debug)]
+struct Folded {
+    halting: Option<(IncidentId, String)>,
+    open: Option<OpenIncident>,
+    problems: Vec<Problem>,
+    /// Closed (not merely resolved, which can be reopened).
+    closed: bool,
+}
+
+const NOT_EVENT: &str = "not an incident event (expected incidents/INC-YYYYMMDD-NNN/NNNNNNNN.json)";
 
 /// The incident log, kept in memory between checks.
 #[derive(Debug, Default)]
@@ -168,6 +182,7 @@ impl IncidentView {
             );
             if let Some(f) = self.folders.get_mut(&dir) {
                 f.keys = keys;
+                f.folded = None;
             }
         }
         self.requests += wanted.len() as u64;
@@ -211,78 +226,26 @@ impl IncidentView {
         Ok(self.fold())
     }
 
-    /// Folds every folder as last listed and marks the settled ones.
+    /// Folds the folders listed this check, and every one with what was
+    /// kept of the others.
     fn fold(&mut self) -> IncidentsNow {
-        let not_event = "not an incident event (expected incidents/INC-YYYYMMDD-NNN/NNNNNNNN.json)";
         let mut problems: Vec<Problem> = self
             .stray
             .iter()
             .map(|m| Problem {
                 key: m.key.clone(),
-                reason: not_event.into(),
+                reason: NOT_EVENT.into(),
             })
             .collect();
         let mut now = IncidentsNow::default();
-        let mut settled = Vec::new();
-        for (dir, folder) in &self.folders {
-            let mut mine = Vec::new();
-            let mut group: Option<(IncidentId, Vec<&Event>)> = None;
-            for m in &folder.keys {
-                let Some((id, _)) = parse_key(&m.key) else {
-                    mine.push(Problem {
-                        key: m.key.clone(),
-                        reason: not_event.into(),
-                    });
-                    continue;
-                };
-                let events = &mut group.get_or_insert_with(|| (id, Vec::new())).1;
-                match self.seen.get(&m.key).map(|s| &s.read) {
-                    Some(Read::Event(ev)) => events.push(ev),
-                    Some(Read::Bad(reason)) => mine.push(Problem {
-                        key: m.key.clone(),
-                        reason: reason.clone(),
-                    }),
-                    None => {}
-                }
-            }
-            let mut closed = false;
-            if let Some((id, mut events)) = group {
-                events.sort_by_key(|e| e.seq);
-                let (incident, rejected) = Incident::fold(events.iter().copied());
-                for (seq, err) in rejected {
-                    mine.push(Problem {
-                        key: cfdr_incident::event_key(&id, seq),
-                        reason: format!("ignored: {err}"),
-                    });
-                }
-                match incident {
-                    None => mine.push(Problem {
-                        key: format!("{INCIDENTS_PREFIX}{id}/"),
-                        reason: "it has no readable opening event".into(),
-                    }),
-                    Some(i) => {
-                        closed = i.status == Status::Closed;
-                        if i.trading_halted() {
-                            now.halting.push((i.id.clone(), i.title.clone()));
-                        }
-                        if i.status.is_active() {
-                            now.open.push(OpenIncident {
-                                id: i.id.to_string(),
-                                title: i.title.clone(),
-                                severity: format!("{:?}", i.severity),
-                                halt: i.trading_halted(),
-                            });
-                        }
-                    }
-                }
-            }
-            if closed && mine.is_empty() {
-                settled.push(dir.clone());
-            }
-            problems.append(&mut mine);
-        }
-        for (dir, folder) in &mut self.folders {
-            folder.settled = settled.binary_search(dir).is_ok();
+        for folder in self.folders.values_mut() {
+            let folded = folder
+                .folded
+                .get_or_insert_with(|| fold_folder(&folder.keys, &self.seen));
+            folder.settled = folded.closed && folded.problems.is_empty();
+            now.halting.extend(folded.halting.clone());
+            now.open.extend(folded.open.clone());
+            problems.extend(folded.problems.iter().cloned());
         }
         problems.sort_by(|a, b| a.key.cmp(&b.key));
         now.damaged = problems
@@ -291,4 +254,65 @@ impl IncidentView {
             .collect();
         now
     }
+}
+
+/// The journal's fold of one incident folder: its events in order through
+/// the state machine, and every object that cannot be read or applied.
+fn fold_folder(keys: &[ObjectMeta], seen: &BTreeMap<String, Seen>) -> Folded {
+    let mut out = Folded {
+        halting: None,
+        open: None,
+        problems: Vec::new(),
+        closed: false,
+    };
+    let mut group: Option<(IncidentId, Vec<&Event>)> = None;
+    for m in keys {
+        let Some((id, _)) = parse_key(&m.key) else {
+            out.problems.push(Problem {
+                key: m.key.clone(),
+                reason: NOT_EVENT.into(),
+            });
+            continue;
+        };
+        let events = &mut group.get_or_insert_with(|| (id, Vec::new())).1;
+        match seen.get(&m.key).map(|s| &s.read) {
+            Some(Read::Event(ev)) => events.push(ev),
+            Some(Read::Bad(reason)) => out.problems.push(Problem {
+                key: m.key.clone(),
+                reason: reason.clone(),
+            }),
+            None => {}
+        }
+    }
+    let Some((id, mut events)) = group else {
+        return out;
+    };
+    events.sort_by_key(|e| e.seq);
+    let (incident, rejected) = Incident::fold(events.iter().copied());
+    for (seq, err) in rejected {
+        out.problems.push(Problem {
+            key: cfdr_incident::event_key(&id, seq),
+            reason: format!("ignored: {err}"),
+        });
+    }
+    let Some(i) = incident else {
+        out.problems.push(Problem {
+            key: format!("{INCIDENTS_PREFIX}{id}/"),
+            reason: "it has no readable opening event".into(),
+        });
+        return out;
+    };
+    out.closed = i.status == Status::Closed;
+    if i.trading_halted() {
+        out.halting = Some((i.id.clone(), i.title.clone()));
+    }
+    if i.status.is_active() {
+        out.open = Some(OpenIncident {
+            id: i.id.to_string(),
+            title: i.title.clone(),
+            severity: format!("{:?}", i.severity),
+            halt: i.trading_halted(),
+        });
+    }
+    out
 }

@@ -255,7 +255,7 @@ async fn closed_incidents_on(store: Store) {
         )
         .await
         .unwrap();
-    assert_eq!(both(&mut view, &journal).await.0, false);
+    assert!(!both(&mut view, &journal).await.0);
     for change in [
         Change::Reopened {
             reason: "it is back".into(),
