@@ -6,7 +6,7 @@
 //! - `refresh`: the repository part of a refresh cycle (the incremental WAL
 //!   view, the WAL stream state, the incident view and the operation
 //!   markers) against 10,000 backups, 100,000 WAL objects and an incident
-//!   log on the folder backend and the S3 servers: time and requests
+//!   log (10 open incidents, 20 closed) on the folder backend and the S3 servers: time and requests
 //!   (counted by an opendal layer) of the first cycle and of steady cycles
 //!   that each find one new segment, next to the floor (one bare request
 //!   of each kind on an empty prefix), then the background scans.
@@ -24,7 +24,7 @@ use cfdr_guard::{
     BackupView, CopyView, DrillView, Dur, Guard, IncidentView, Settings, TradingState, WalView,
     records,
 };
-use cfdr_incident::{Change, Journal, Severity, Stamp};
+use cfdr_incident::{Change, Journal, PostMortem, Severity, Stamp};
 use cfdr_retention::{Lsn, WalSegment};
 use cfdr_storage::Repository;
 use cfdr_storage::wal_archive::wal_key;
@@ -183,6 +183,9 @@ fn median_ms(v: &mut [Duration]) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1e3
 }
 
+/// Closed incidents in the bench's log, beside 10 open ones.
+const CLOSED_INCIDENTS: usize = 20;
+
 /// Incidents, drills and copy states beside the history, as a repository
 /// in use has them.
 async fn write_records(store: &cfdr_storage::Store, at: jiff::Timestamp) -> Result<Journal> {
@@ -207,6 +210,33 @@ async fn write_records(store: &cfdr_storage::Store, at: jiff::Timestamp) -> Resu
             journal
                 .append(&inc.id, &stamp, Change::Note { text })
                 .await?;
+        }
+    }
+    // Most of a log in use is closed incidents: listed one per check.
+    for i in 0..CLOSED_INCIDENTS {
+        let stamp = Stamp::new("bench", at);
+        let inc = journal
+            .open(
+                &stamp,
+                Change::Opened {
+                    title: format!("closed incident {i}"),
+                    severity: Severity::P3,
+                    commander: None,
+                    halt: false,
+                    text: None,
+                },
+            )
+            .await?
+            .incident;
+        for change in [
+            Change::Resolved { text: None },
+            Change::PostMortem(PostMortem {
+                root_cause: Some("a disk filled up".into()),
+                ..PostMortem::default()
+            }),
+            Change::Closed { text: None },
+        ] {
+            journal.append(&inc.id, &stamp, change).await?;
         }
     }
     for d in 0..20 {
@@ -378,7 +408,8 @@ async fn refresh(backend: Backend, backups: usize, wal: usize, cycles: usize) ->
         "backend": format!("{backend:?}"),
         "backups": backups,
         "wal_objects": wal,
-        "incident_objects": 60 + cycles / 5,
+        "incident_objects": 60 + 4 * CLOSED_INCIDENTS + cycles / 5,
+        "incidents_open_closed": [10, CLOSED_INCIDENTS],
         "setup_s": setup.as_secs_f64(),
         "first_cycle_ms": discovery.as_secs_f64() * 1e3,
         "first_cycle_requests": discovery_requests.total(),

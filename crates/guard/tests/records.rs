@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use cfdr_guard::records::{self, COPY_STATE_PREFIX, DRILLS_PREFIX, WAL_STREAM_STATE_KEY};
 use cfdr_guard::{BackupView, CopyView, DrillView, IncidentView};
-use cfdr_incident::{Change, Journal, Severity, Stamp, event_key};
+use cfdr_incident::{
+    Change, EVENT_FORMAT, Event, IncidentId, Journal, PostMortem, Severity, Stamp, event_key,
+};
 use cfdr_retention::Lsn;
 use cfdr_storage::operations::{Operation, OperationMarker};
 use cfdr_storage::{StorageOptions, Store};
+use cfdr_testing::{Backend, TestLocation};
 use jiff::Timestamp;
 
 fn store(name: &str) -> Store {
@@ -75,11 +78,11 @@ async fn the_incident_view_agrees_with_the_journal_and_reads_only_new_objects() 
     both(&mut view, &journal).await;
     assert_eq!(
         view.requests - before,
-        1,
-        "nothing new: one listing, no read"
+        3,
+        "nothing new: `incidents/` and each open incident listed one level deep, no read"
     );
 
-    // A new event: one listing and one read.
+    // A new event: the same listings and one read.
     let before = view.requests;
     journal
         .append(
@@ -92,7 +95,7 @@ async fn the_incident_view_agrees_with_the_journal_and_reads_only_new_objects() 
         .await
         .unwrap();
     assert!(!both(&mut view, &journal).await.0);
-    assert_eq!(view.requests - before, 2);
+    assert_eq!(view.requests - before, 4);
 
     // A damaged event holds the halt; repaired in place, it no longer does.
     let key = event_key(&b.id, 2);
@@ -151,6 +154,203 @@ async fn the_incident_view_agrees_with_the_journal_and_reads_only_new_objects() 
         .await
         .unwrap();
     assert!(both(&mut view, &journal).await.0);
+}
+
+/// Opens an incident and takes it through to closed, the way people do.
+async fn closed_incident(journal: &Journal, stamp: &Stamp, title: &str) -> IncidentId {
+    let id = journal
+        .open(
+            stamp,
+            Change::Opened {
+                title: title.into(),
+                severity: Severity::P2,
+                commander: None,
+                halt: true,
+                text: None,
+            },
+        )
+        .await
+        .unwrap()
+        .incident
+        .id;
+    for change in [
+        Change::HaltCleared {
+            reason: "failed over".into(),
+        },
+        Change::Resolved { text: None },
+        Change::PostMortem(PostMortem {
+            root_cause: Some("a disk filled up".into()),
+            ..PostMortem::default()
+        }),
+        Change::Closed { text: None },
+    ] {
+        journal.append(&id, stamp, change).await.unwrap();
+    }
+    id
+}
+
+#[tokio::test]
+async fn closed_incidents_are_listed_in_turn_and_still_fail_closed() {
+    closed_incidents_on(store("closed-incidents")).await;
+}
+
+/// The same on an S3 server, where a one-level listing comes back as
+/// common prefixes.
+#[tokio::test]
+async fn closed_incidents_are_listed_in_turn_on_s3() {
+    let test = "closed_incidents_are_listed_in_turn_on_s3";
+    let Some(loc) = TestLocation::new(Backend::S3, test) else {
+        return;
+    };
+    closed_incidents_on(loc.options.build().unwrap()).await;
+}
+
+async fn closed_incidents_on(store: Store) {
+    let journal = Journal::new(store.clone());
+    let stamp = Stamp::new("alice", now());
+    let mut closed = Vec::new();
+    for title in ["disk full", "bad deploy", "lost replica"] {
+        closed.push(closed_incident(&journal, &stamp, title).await);
+    }
+    let open = journal
+        .open(
+            &stamp,
+            Change::Opened {
+                title: "slow queries".into(),
+                severity: Severity::P3,
+                commander: None,
+                halt: false,
+                text: None,
+            },
+        )
+        .await
+        .unwrap()
+        .incident
+        .id;
+    let mut view = IncidentView::default();
+    assert_eq!(both(&mut view, &journal).await, (false, vec![], 1));
+    assert_eq!(
+        view.requests,
+        1 + 4 + 5 * 3 + 1,
+        "the first check reads all"
+    );
+    // Steady: `incidents/`, the open incident and one closed incident in
+    // turn, whatever the number of closed incidents.
+    for _ in 0..4 {
+        let before = view.requests;
+        assert_eq!(both(&mut view, &journal).await, (false, vec![], 1));
+        assert_eq!(view.requests - before, 3);
+    }
+
+    // What cfdr may still write to a closed incident does not change the
+    // verdict, and the state machine refuses what would: a closed incident
+    // cannot be reopened, nor halt trading again.
+    journal
+        .append(
+            &closed[1],
+            &stamp,
+            Change::Note {
+                text: "action item filed".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!both(&mut view, &journal).await.0);
+    for change in [
+        Change::Reopened {
+            reason: "it is back".into(),
+        },
+        Change::HaltSet {
+            reason: "it is back".into(),
+        },
+    ] {
+        let err = journal
+            .append(&closed[1], &stamp, change)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+
+    // Written past cfdr's state machine (a forged reopening, then a
+    // damaged object): the journal counts it as a halt; the view finds it
+    // within as many checks as there are closed incidents, and then
+    // agrees with the journal on every check until it is repaired.
+    let forged = Event {
+        format: EVENT_FORMAT,
+        incident: closed[2].clone(),
+        seq: 7,
+        at: now(),
+        recorded: now(),
+        author: "mallory".into(),
+        change: Change::Reopened {
+            reason: "forged".into(),
+        },
+    };
+    let forged_key = event_key(&closed[2], 7);
+    store
+        .put(&forged_key, serde_json::to_vec(&forged).unwrap())
+        .await
+        .unwrap();
+    assert!(journal.halt_state().await.unwrap().trading_halted());
+    let mut checks = 0;
+    loop {
+        checks += 1;
+        let now = view.refresh(&store).await.unwrap();
+        if !now.damaged.is_empty() {
+            break;
+        }
+        assert!(
+            checks < closed.len(),
+            "not found within {} checks",
+            closed.len()
+        );
+    }
+    for _ in 0..3 {
+        let before = view.requests;
+        let (halted, ..) = both(&mut view, &journal).await;
+        assert!(halted, "a damaged closed incident counts as a halt");
+        assert_eq!(
+            view.requests - before,
+            4,
+            "the damaged incident is listed every check, beside the one in turn"
+        );
+    }
+    let damaged_key = event_key(&closed[0], 6);
+    store
+        .put(&damaged_key, "{\"format\":1,\"inc")
+        .await
+        .unwrap();
+    let mut checks = 0;
+    while view.refresh(&store).await.unwrap().damaged.len() < 2 {
+        checks += 1;
+        assert!(
+            checks < closed.len(),
+            "not found within {} checks",
+            closed.len()
+        );
+    }
+    both(&mut view, &journal).await;
+
+    // Repaired (the objects moved out of incidents/): settled again.
+    store
+        .delete_many([forged_key.as_str(), damaged_key.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(both(&mut view, &journal).await, (false, vec![], 1));
+    let before = view.requests;
+    both(&mut view, &journal).await;
+    assert_eq!(view.requests - before, 3);
+
+    // An incident folder removed from the repository is forgotten.
+    let gone: Vec<String> = store
+        .list(&format!("incidents/{open}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    store.delete_many(&gone).await.unwrap();
+    assert_eq!(both(&mut view, &journal).await, (false, vec![], 0));
 }
 
 #[tokio::test]
