@@ -48,14 +48,17 @@ async fn run(cli: Cli) -> Result<Outcome> {
             };
             let manifest = logical::find(&repo, &selector, None).await?;
             if swap_only {
-                let report = logical::swap_restored(
+                // A swap makes another database live: the gate holds Halted.
+                let work = logical::swap_restored(
                     &server,
                     &manifest,
                     &config.pg,
                     target_db.as_deref(),
                     print_step,
-                )
-                .await?;
+                );
+                let report =
+                    Operation::around(repo.store(), "swap-logical", manifest.id.as_str(), work)
+                        .await?;
                 println!(
                     "{} is live (restored from {}); previous database kept as {}",
                     report.database,
