@@ -21,7 +21,10 @@
 # Needs rclone (Debian package; installed here when missing and running as
 # root); CFDR_BENCH_NO_RCLONE=1 skips it. CFDR_BENCH_SETUP_BIN=DIR takes
 # cfdr-backup and cfdr-repo (used only to fill the primary, not timed) from
-# DIR instead of building them.
+# DIR instead of building them; CFDR_BENCH_REPO=DIR fills the primary with
+# that repository folder instead of making archives; CFDR_BENCH_COPY_BIN=DIR
+# takes cfdr-copy from DIR instead of a release build (say which build a
+# figure comes from).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -43,8 +46,8 @@ object_mib=${2:-8}
 archives=$((size_mib / object_mib))
 jobs=8
 
-if [[ -n "${CFDR_BENCH_SETUP_BIN:-}" ]]; then
-  setup_bin=$CFDR_BENCH_SETUP_BIN
+if [[ -n "${CFDR_BENCH_SETUP_BIN:-}" || -n "${CFDR_BENCH_REPO:-}" ]]; then
+  setup_bin=${CFDR_BENCH_SETUP_BIN:-}
 else
   cargo build -q --release -p cfdr-backup -p cfdr-repo
   setup_bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
@@ -75,20 +78,30 @@ export AWS_REGION=${CFDR_TEST_S3_REGION:-us-east-1}
 primary="s3://$CFDR_TEST_S3_BUCKET/copy-bench-$$"
 
 # The primary: file archives made locally, then copied to S3 (not timed).
-echo "making $archives file archives of $object_mib MiB in $primary ..." >&2
-mkdir -p "$work/tree"
-"$setup_bin/cfdr-repo" -r "file://$work/local" init >/dev/null
-for _ in $(seq "$archives"); do
-  head -c "$((object_mib << 20))" /dev/urandom >"$work/tree/app.log"
-  "$setup_bin/cfdr-backup" -r "file://$work/local" files --class logs --path "$work/tree" >/dev/null
-done
+if [[ -n "${CFDR_BENCH_REPO:-}" ]]; then
+  echo "filling $primary from $CFDR_BENCH_REPO ..." >&2
+  local_repo=$CFDR_BENCH_REPO
+else
+  echo "making $archives file archives of $object_mib MiB in $primary ..." >&2
+  local_repo=$work/local
+  mkdir -p "$work/tree"
+  "$setup_bin/cfdr-repo" -r "file://$local_repo" init >/dev/null
+  for _ in $(seq "$archives"); do
+    head -c "$((object_mib << 20))" /dev/urandom >"$work/tree/app.log"
+    "$setup_bin/cfdr-backup" -r "file://$local_repo" files --class logs --path "$work/tree" >/dev/null
+  done
+fi
 # Built after the archives are made, so that a build still under way
 # overlaps with them.
-cargo build -q --release -p cfdr-copy-cli
-bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
+if [[ -n "${CFDR_BENCH_COPY_BIN:-}" ]]; then
+  bin=$CFDR_BENCH_COPY_BIN
+else
+  cargo build -q --release -p cfdr-copy-cli
+  bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
+fi
 cat >"$work/setup.toml" <<EOF
 [repository]
-url = "file://$work/local"
+url = "file://$local_repo"
 [[copy]]
 name = "primary"
 url = "$primary"
