@@ -187,6 +187,10 @@ if $with_rclone; then
   # Same data: the ratio of MB/s of the first runs.
   printf 'cfdr-copy / rclone (MB/s of the first runs): %.2f\n' \
     "$(echo "$(mbs "$cfdr_bytes" "$cfdr_secs") / $(mbs "$total_bytes" "$rclone_secs")" | bc -l)"
-  rc check --one-way "$rclone_src" b:secondary/rclone >/dev/null 2>&1 &&
+  if rc check --one-way "$rclone_src" b:secondary/rclone >"$work/check.log" 2>&1; then
     echo "rclone check: the rclone copy matches the primary (size and MD5)" >&2
+  else
+    echo "rclone check did not confirm the rclone copy; its last lines:" >&2
+    tail -n 5 "$work/check.log" >&2
+  fi
 fi
