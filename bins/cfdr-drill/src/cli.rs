@@ -36,7 +36,8 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) common: cfdr_cli::Common,
     /// Scenario to run (repeatable): all, secrets-loss, accidental-deletion,
-    /// replica-failover, database-loss. Against a configured system, all
+    /// replica-failover, database-loss, region-loss. Against a configured
+    /// system, all
     /// means the safe ones: secrets-loss and database-loss.
     #[arg(long = "scenario", value_name = "NAME", default_value = "all")]
     pub(crate) scenarios: Vec<String>,

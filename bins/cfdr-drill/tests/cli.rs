@@ -24,11 +24,11 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn bad_scenarios_and_faults_are_usage_errors_naming_the_choices() {
-    let o = run(&["--scenario", "region-loss"]);
+    let o = run(&["--scenario", "datacenter-fire"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(
-            "unknown scenario \"region-loss\": expected one of all, secrets-loss, accidental-deletion, replica-failover, database-loss"
+            "unknown scenario \"datacenter-fire\": expected one of all, secrets-loss, accidental-deletion, replica-failover, database-loss, region-loss"
         ),
         "{}",
         stderr(&o)

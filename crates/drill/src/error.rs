@@ -56,6 +56,9 @@ pub enum Error {
     /// Secrets work failed.
     #[error(transparent)]
     Secrets(Box<cfdr_secrets::Error>),
+    /// Copying the repository to the secondary failed.
+    #[error("copying the repository to the secondary: {0}")]
+    Copy(Box<cfdr_copy::Error>),
     /// Opening the drill's incident failed.
     #[error("opening the incident of the failed drill: {0}")]
     Incident(Box<cfdr_incident::Error>),
@@ -82,6 +85,7 @@ boxed_from!(
     Storage: cfdr_storage::Error,
     Wal: cfdr_wal_archive::Error,
     Secrets: cfdr_secrets::Error,
+    Copy: cfdr_copy::Error,
     Incident: cfdr_incident::Error
 );
 

@@ -4,7 +4,7 @@
 //! against the RPO, validating what was recovered, and reporting it all.
 //!
 //! - [`Scenario`]: `secrets-loss`, `accidental-deletion`,
-//!   `replica-failover`, `database-loss`, run in that order.
+//!   `replica-failover`, `database-loss`, `region-loss`, run in that order.
 //! - [`Fault`]: faults `--inject` plants; the drill must detect each and
 //!   fail naming it.
 //! - [`sandbox::run`]: the embedded default. A PostgreSQL cluster in a temp
@@ -61,8 +61,7 @@ pub use report::{
 
 /// A disaster scenario of the runbook (section 4).
 ///
-/// Adding one (e.g. `region-loss` once off-region copies exist) is a
-/// variant here, its name and description, and one function in the
+/// Adding one is a variant here, its name and description, and one function in the
 /// scenarios module that plays it on the sandbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,15 +75,19 @@ pub enum Scenario {
     /// The primary's data directory is destroyed under load: restore the
     /// newest physical backup with WAL, and the newest logical backup.
     DatabaseLoss,
+    /// The primary repository and the primary server are gone: restore
+    /// from the secondary repository (the off-region copy) only.
+    RegionLoss,
 }
 
 impl Scenario {
     /// Every scenario, in the order a drill runs them.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::SecretsLoss,
         Scenario::AccidentalDeletion,
         Scenario::ReplicaFailover,
         Scenario::DatabaseLoss,
+        Scenario::RegionLoss,
     ];
 
     /// The `--scenario` name.
@@ -94,6 +97,7 @@ impl Scenario {
             Scenario::AccidentalDeletion => "accidental-deletion",
             Scenario::ReplicaFailover => "replica-failover",
             Scenario::DatabaseLoss => "database-loss",
+            Scenario::RegionLoss => "region-loss",
         }
     }
 
@@ -111,6 +115,9 @@ impl Scenario {
             }
             Scenario::DatabaseLoss => {
                 "Database loss (runbook 4.1, 3.1): the primary's data directory is destroyed under load; the newest physical backup is restored with all archived WAL (PITR --latest), and the newest logical backup into another new cluster."
+            }
+            Scenario::RegionLoss => {
+                "Region loss (runbook 4.4): the primary repository and the primary server are gone; the newest base backup with all WAL is restored (PITR --latest) from the off-region copy alone."
             }
         }
     }

@@ -4,8 +4,9 @@
 //! The sandbox holds a PostgreSQL primary archiving every WAL segment with
 //! `cfdr-wal push` (the program beside `cfdr-drill`) into a folder
 //! repository, the CryptoFunk sample with a trading workload running
-//! throughout, a physical and a logical backup, a streaming replica and an
-//! age-encrypted secrets bundle. It is removed at the end, also when the
+//! throughout, a physical and a logical backup, a streaming replica, an
+//! off-region copy of the repository kept close behind by a cfdr-copy
+//! follower, and an age-encrypted secrets bundle. It is removed at the end, also when the
 //! drill fails or is cancelled: servers stopped (any server found running
 //! in it, including one a cancelled restore had started), folder deleted.
 
@@ -261,6 +262,7 @@ pub(crate) struct Sandbox {
     pub(crate) logical: Option<Manifest>,
     pub(crate) secrets: Option<Secrets>,
     pub(crate) postgres: Option<String>,
+    pub(crate) follower: Option<Follower>,
     references: u32,
     // Last: fields drop in order, so on a panic the servers above stop
     // before their folder goes.
@@ -335,6 +337,7 @@ impl Sandbox {
             Scenario::AccidentalDeletion,
             Scenario::ReplicaFailover,
             Scenario::DatabaseLoss,
+            Scenario::RegionLoss,
         ]
         .into_iter()
         .any(|s| self.needs(s));
@@ -409,7 +412,14 @@ impl Sandbox {
             Ok(())
         })
         .await?;
-        if self.needs(Scenario::AccidentalDeletion) || self.needs(Scenario::DatabaseLoss) {
+        if [
+            Scenario::AccidentalDeletion,
+            Scenario::DatabaseLoss,
+            Scenario::RegionLoss,
+        ]
+        .into_iter()
+        .any(|s| self.needs(s))
+        {
             let manifest = rec
                 .step("physical base backup (daily)", async {
                     let opts = PhysicalOptions {
@@ -451,13 +461,27 @@ impl Sandbox {
             rec.bytes(manifest.stored_size());
             self.logical = Some(manifest);
         }
+        if self.needs(Scenario::RegionLoss) {
+            rec.step(
+                "off-region copy: secondary folder repository, cfdr-copy following",
+                async {
+                    let dir = self.path("secondary");
+                    self.follower = Some(Follower::start(self.repo()?, dir).await?);
+                    Ok(())
+                },
+            )
+            .await?;
+        }
         if self.needs(Scenario::ReplicaFailover) {
             rec.step("streaming replica", async {
                 let primary = self.primary()?.target("postgres");
                 let dir = self.path("replica");
                 replica::create(&self.bin, &primary, &dir, "cfdr_drill_replica").await?;
                 let mut standby = LocalCluster::existing(&self.bin, &dir, &self.path("sock"))?;
-                standby.start(&[]).await?;
+                // The replica archives what it receives too: a segment the
+                // primary had not archived when it died is not lost to the
+                // archive (pushing a segment already stored is a no-op).
+                standby.start(&[("archive_mode", "always")]).await?;
                 self.replica = Some(standby);
                 let deadline = Instant::now() + Duration::from_secs(120);
                 loop {
@@ -526,11 +550,16 @@ impl Sandbox {
     /// Stops every server and removes the folder; says what happened.
     async fn cleanup(mut self) -> Cleanup {
         self.workload = None;
+        let mut problems = Vec::new();
+        if let Some(f) = self.follower.take()
+            && let Err(e) = f.stop().await
+        {
+            problems.push(e.to_string());
+        }
         let mut clusters: Vec<LocalCluster> = Vec::new();
         clusters.extend(self.primary.take());
         clusters.extend(self.replica.take());
         clusters.append(&mut self.scratch);
-        let mut problems = Vec::new();
         for mut c in clusters {
             if let Err(e) = c.stop().await {
                 problems.push(e.to_string());
@@ -571,6 +600,58 @@ impl Sandbox {
                 status: "failed".into(),
                 detail: format!("{} could not be deleted: {e}", path.display()),
             },
+        }
+    }
+}
+
+/// The off-region copy: a [`cfdr_copy::Copier`] following the sandbox
+/// repository into the secondary folder repository, in the background.
+pub(crate) struct Follower {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::result::Result<(), cfdr_copy::Error>>,
+    pub(crate) dir: PathBuf,
+}
+
+/// Pause between the follower's incremental WAL passes: a segment reaches
+/// the secondary about this long after it was archived.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Follower {
+    /// Copies `primary` to a new folder repository at `dir` once (the
+    /// backups so far), then keeps following it.
+    async fn start(primary: &Repository, dir: PathBuf) -> Result<Self> {
+        let secondary = StorageOptions::from_url(format!("file://{}", dir.display())).build()?;
+        let copier = cfdr_copy::Copier::new(
+            primary.store().clone(),
+            secondary,
+            "drill-secondary",
+            cfdr_copy::CopyOptions::default(),
+        )?;
+        let first = copier.run().await?;
+        if !first.is_clean() {
+            return Err(Error::Check(format!(
+                "the first copy pass to the secondary found {} problems",
+                first.problems()
+            )));
+        }
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let follow = cfdr_copy::FollowOptions {
+                interval: FOLLOW_INTERVAL,
+                ..cfdr_copy::FollowOptions::default()
+            };
+            copier.follow(&follow, token.cancelled(), |_| {}).await
+        });
+        Ok(Self { stop, task, dir })
+    }
+
+    /// Stops following; an error the follower met is returned.
+    pub(crate) async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        match self.task.await {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(Error::Check(format!("the copy follower ended: {e}"))),
         }
     }
 }
@@ -676,6 +757,7 @@ pub async fn run(
         logical: None,
         secrets: None,
         postgres: None,
+        follower: None,
         references: 0,
         root,
     };
