@@ -260,17 +260,26 @@ async fn two_copies_at_once_one_wins_the_lock() {
     );
 }
 
-#[test]
-fn a_config_without_copies_or_an_unknown_name_says_what_to_do() {
+#[tokio::test]
+async fn a_config_without_copies_or_an_unknown_name_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
+    // The primary is opened first: it must be a repository.
+    let primary = format!("file://{}", dir.path().join("primary").display());
+    Repository::init(
+        cfdr_storage::StorageOptions::from_url(primary.clone())
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let config = dir.path().join("cfdr.toml");
-    std::fs::write(&config, "[repository]\nurl = 'memory://x'\n").unwrap();
+    std::fs::write(&config, format!("[repository]\nurl = '{primary}'\n")).unwrap();
     let out = copy_cmd(&config, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no [[copy]] entry"), "{}", text(&out));
     std::fs::write(
         &config,
-        "[repository]\nurl = 'memory://x'\n[[copy]]\nname = 'dr'\nurl = 'memory://y'\n",
+        format!("[repository]\nurl = '{primary}'\n[[copy]]\nname = 'dr'\nurl = 'memory://y'\n"),
     )
     .unwrap();
     let out = copy_cmd(&config, &["--to", "dr-us"]).output().unwrap();
