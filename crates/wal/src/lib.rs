@@ -335,9 +335,7 @@ impl WalArchive {
     /// Archives the file at `path` (`pg_wal/<name>`), as `archive_command`.
     ///
     /// The file is read twice in 64 KiB blocks (its SHA-256, then the
-    /// upload), never whole: a 16 MiB segment held in memory, freed and
-    /// held again by tokio's blocking threads left 16-32 MiB in each of
-    /// their malloc arenas, which is what made a long-running
+    /// upload), never whole: whole 16 MiB segments made a long-running
     /// `cfdr-wal stream` grow to 130 MiB. A completed segment does not
     /// change (PostgreSQL and pg_receivewal only rename it).
     pub async fn push(&self, path: &Path, opts: &PushOptions) -> Result<Pushed> {
