@@ -36,6 +36,11 @@ struct Args {
     /// pgbench transactions per second (-R).
     #[arg(long, default_value_t = 400)]
     rate: u32,
+    /// Instead of pgbench's TPC-B-like script, each transaction inserts
+    /// one row of this many uncompressed bytes (0: TPC-B-like): a fixed
+    /// WAL rate of about RATE x (ROW_BYTES + 100) bytes per second.
+    #[arg(long, default_value_t = 0)]
+    row_bytes: u32,
     /// Seconds of idle measurement.
     #[arg(long, default_value_t = 60)]
     idle: u64,
@@ -249,9 +254,27 @@ async fn main() -> Result<()> {
 
     let rate = args.rate.to_string();
     let secs = args.seconds.to_string();
+    let mut load_args: Vec<String> = ["-n", "-c", "4", "-j", "2", "-R", &rate, "-T", &secs]
+        .map(str::to_owned)
+        .to_vec();
+    if args.row_bytes > 0 {
+        // STORAGE PLAIN: no compression, no TOAST, so each row costs its
+        // size in WAL.
+        exec(&db, "CREATE TABLE wal_fill (id bigserial, pad text)").await?;
+        exec(&db, "ALTER TABLE wal_fill ALTER pad SET STORAGE PLAIN").await?;
+        let script = work.path().join("wal-fill.sql");
+        std::fs::write(
+            &script,
+            format!(
+                "INSERT INTO wal_fill (pad) VALUES (repeat('x', {}));\n",
+                args.row_bytes
+            ),
+        )?;
+        load_args.extend(["-f".to_owned(), script.display().to_string()]);
+    }
     let load = {
         let (bin, port) = (bin.clone(), cluster.port);
-        let args = ["-n", "-c", "4", "-j", "2", "-R", &rate, "-T", &secs].map(str::to_owned);
+        let args = load_args;
         tokio::task::spawn_blocking(move || {
             Command::new(bin.path("pgbench"))
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
@@ -326,8 +349,12 @@ async fn main() -> Result<()> {
     let idle_requests = stop_stream(stream, &log)?;
     let idle_wal = query_lsn(&db, "SELECT pg_current_wal_lsn()::text").await?.0 - idle_from.0;
 
+    let script = match args.row_bytes {
+        0 => "TPC-B-like".to_owned(),
+        n => format!("one {n}-byte row per transaction"),
+    };
     println!(
-        "backend {}: pgbench -R {} for {} s ({tps}), WAL {wal_mb_s:.2} MB/s, {} samples",
+        "backend {}: pgbench -R {} ({script}) for {} s ({tps}), WAL {wal_mb_s:.2} MB/s, {} samples",
         args.backend,
         args.rate,
         args.seconds,

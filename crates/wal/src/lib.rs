@@ -193,6 +193,28 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The first page (or less), size and SHA-256 of the file at `path`,
+/// read in 64 KiB blocks.
+fn file_digest(path: &Path) -> std::io::Result<(Vec<u8>, u64, String)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut first, mut size) = (Vec::new(), 0u64);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((first, size, hex::encode(hasher.finalize())));
+        }
+        if first.len() < 8192 {
+            let take = n.min(8192 - first.len());
+            first.extend_from_slice(&buf[..take]);
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+}
+
 fn file_name_of(path: &Path) -> Result<String> {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -311,22 +333,51 @@ impl WalArchive {
     }
 
     /// Archives the file at `path` (`pg_wal/<name>`), as `archive_command`.
+    ///
+    /// The file is read twice in 64 KiB blocks (its SHA-256, then the
+    /// upload), never whole: whole 16 MiB segments made a long-running
+    /// `cfdr-wal stream` grow to 130 MiB. A completed segment does not
+    /// change (PostgreSQL and pg_receivewal only rename it).
     pub async fn push(&self, path: &Path, opts: &PushOptions) -> Result<Pushed> {
         let name = file_name_of(path)?;
-        let data = tokio::fs::read(path)
+        let owned = path.to_owned();
+        let (first, size, sha256) = tokio::task::spawn_blocking(move || file_digest(&owned))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        let header = self.header_for(&name, &first, size, sha256, opts).await?;
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(Error::io(format!("reading {}", path.display())))?;
-        self.push_bytes(&name, Bytes::from(data), opts).await
+        self.store_object(wal_key(&name), &header, file, &opts.encode)
+            .await
     }
 
     /// Archives `data` as the WAL file `name` (see [`WalArchive::push`]).
     pub async fn push_bytes(&self, name: &str, data: Bytes, opts: &PushOptions) -> Result<Pushed> {
+        let header = self
+            .header_for(name, &data, data.len() as u64, sha256_hex(&data), opts)
+            .await?;
+        self.store_object(wal_key(name), &header, Cursor::new(data), &opts.encode)
+            .await
+    }
+
+    /// Checks the WAL file `name` (`first`: its first bytes, at least a
+    /// page) against the archive and returns the header it is stored with.
+    async fn header_for(
+        &self,
+        name: &str,
+        data: &[u8],
+        size: u64,
+        sha256: String,
+        opts: &PushOptions,
+    ) -> Result<WalObjectHeader> {
         let what = format!("push of {name}");
         // Segments (and .partial ones) say who wrote them in their first
         // page; history and backup files take the data directory's identity.
         let is_segment = !name.ends_with(".history") && !name.ends_with(".backup");
         let (sysid, major, first) = if is_segment {
-            let h = SegmentHeader::parse(name, &data)?;
+            let h = SegmentHeader::parse(name, data)?;
             let file = parse_name(name, h.segment_size)?;
             let seg = match file {
                 WalFile::Segment(s) | WalFile::Partial(s) => s,
@@ -342,13 +393,12 @@ impl WalArchive {
                     ),
                 });
             }
-            if data.len() as u64 != h.segment_size && !name.ends_with(".partial") {
+            if size != h.segment_size && !name.ends_with(".partial") {
                 return Err(Error::WalFile {
                     file: name.to_owned(),
                     reason: format!(
                         "{} bytes, a segment of this cluster is {}",
-                        data.len(),
-                        h.segment_size
+                        size, h.segment_size
                     ),
                 });
             }
@@ -383,35 +433,43 @@ impl WalArchive {
                 adopted: archive.timelines.clone(),
             });
         }
-        let header = WalObjectHeader {
+        Ok(WalObjectHeader {
             file: name.to_owned(),
-            size: data.len() as u64,
-            sha256: sha256_hex(&data),
+            size,
+            sha256,
             compression: opts.encode.compression,
             encrypted_to: opts.encode.info().encrypted_to,
             system_identifier: sysid,
             pg_major: major,
-        };
-        self.store_object(wal_key(name), &header, data, &opts.encode)
-            .await
+        })
     }
 
     /// Stores `header` + encoded `data` at `key`, create-only; the same
     /// file already there (verified) is success, another is a conflict.
-    pub(crate) async fn store_object(
+    pub(crate) async fn store_object<R>(
         &self,
         key: String,
         header: &WalObjectHeader,
-        data: Bytes,
+        data: R,
         encode: &EncodeOptions,
-    ) -> Result<Pushed> {
+    ) -> Result<Pushed>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
         let stored = async {
             let mut writer = self.store.writer(&key, true).await?;
             writer.write(Bytes::from(header.to_line())).await?;
-            cfdr_storage::encode_into(writer, Cursor::new(data), encode).await
+            cfdr_storage::encode_into(writer, data, encode).await
         }
         .await;
         match stored {
+            Ok(obj) if obj.raw_size != header.size => Err(Error::WalFile {
+                file: header.file.clone(),
+                reason: format!(
+                    "{} bytes were read for it, {} when its SHA-256 was taken: it changed while it was archived",
+                    obj.raw_size, header.size
+                ),
+            }),
             Ok(obj) => Ok(Pushed::Stored {
                 key,
                 stored_size: obj.stored.size,

@@ -705,7 +705,7 @@ impl<'a> Shipper<'a> {
             .store_object(
                 chunks::chunk_key(&segment, shipped, end),
                 &header,
-                Bytes::from(data),
+                std::io::Cursor::new(data),
                 &self.push.encode,
             )
             .await?;
