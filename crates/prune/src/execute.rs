@@ -1,12 +1,10 @@
 //! Deleting what a plan says, in a crash-safe order, under the lease lock.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cfdr_storage::{Lease, LockMode, LockedObject, Store};
+use cfdr_storage::{HeldLease, LockMode, LockedObject, Store};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::inventory::{PENDING_KEY, Pending};
@@ -56,113 +54,32 @@ impl Deletions {
     }
 }
 
-struct LeaseState {
-    renewed: Instant,
-    lost: Option<String>,
-}
-
-/// The held prune lock, renewed in the background every ttl/4. Deleting
-/// stops once a renewal is overdue by half the ttl, well before another
-/// process could take the lock over.
-pub(crate) struct Guard {
-    state: Arc<Mutex<LeaseState>>,
-    ttl: Duration,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Lease>>,
-}
+/// The held prune lock ([`HeldLease`]): deleting stops once a renewal is
+/// overdue, well before another process could take the lock over.
+pub(crate) struct Guard(HeldLease);
 
 impl Guard {
     pub(crate) async fn acquire(store: &Store, ttl: Duration, wait: Duration) -> Result<Guard> {
-        let deadline = Instant::now() + wait;
-        let mut lease = loop {
-            match Lease::acquire(store, LOCK_NAME, "cfdr-prune", ttl).await {
-                Ok(lease) => break lease,
-                Err(e @ cfdr_storage::Error::Locked { .. }) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::Locked {
-                            source: Box::new(e),
-                        });
-                    }
-                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
-                }
-                Err(e) => return Err(Error::storage("taking the prune lock")(e)),
-            }
-        };
-        let state = Arc::new(Mutex::new(LeaseState {
-            renewed: Instant::now(),
-            lost: None,
-        }));
-        let (stop, mut stopped) = oneshot::channel();
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return lease,
-                    () = tokio::time::sleep(ttl / 4) => {}
-                }
-                let outcome = lease.renew().await;
-                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                match outcome {
-                    Ok(()) => s.renewed = Instant::now(),
-                    Err(cfdr_storage::Error::LockLost { .. }) => {
-                        s.lost = Some("another process took it over".into());
-                        return lease;
-                    }
-                    // Transient: the next tick retries; `check` stops work
-                    // if renewals stay overdue.
-                    Err(e) => tracing::warn!(error = %e, "renewing the prune lock failed"),
-                }
-            }
-        });
-        Ok(Guard {
-            state,
-            ttl,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        HeldLease::acquire(store, LOCK_NAME, "cfdr-prune", ttl, wait)
+            .await
+            .map(Guard)
+            .map_err(|e| match e {
+                e @ cfdr_storage::Error::Locked { .. } => Error::Locked {
+                    source: Box::new(e),
+                },
+                e => Error::storage("taking the prune lock")(e),
+            })
     }
 
     /// Fails when the lock may no longer be ours.
     fn check(&self) -> Result<()> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(reason) = &s.lost {
-            return Err(Error::LockLost {
-                reason: reason.clone(),
-            });
-        }
-        let age = s.renewed.elapsed();
-        if age > self.ttl / 2 {
-            return Err(Error::LockLost {
-                reason: format!("not renewed for {}s", age.as_secs()),
-            });
-        }
-        Ok(())
+        self.0.check().map_err(|reason| Error::LockLost { reason })
     }
 
-    /// Stops renewing and releases the lock.
-    pub(crate) async fn release(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take()
-            && let Ok(lease) = task.await
-        {
-            // The work is done: a lock left behind only delays the next
-            // prune until it expires.
-            if let Err(e) = lease.release().await {
-                tracing::warn!(error = %e, "releasing the prune lock failed; it expires by itself");
-            }
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // An error path: stop renewing; the lease's own drop releases it.
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Stops renewing and releases the lock: the work is done, and a lock
+    /// left behind only delays the next prune until it expires.
+    pub(crate) async fn release(self) {
+        self.0.release().await;
     }
 }
 

@@ -234,3 +234,120 @@ impl Drop for Lease {
 fn encode(record: &LockRecord) -> Vec<u8> {
     serde_json::to_vec_pretty(record).unwrap_or_default()
 }
+
+/// A lease held through a long job: taken (waiting up to `wait` while
+/// another process holds it), renewed in the background every ttl/4, and
+/// checked before each step. Work must stop once a renewal is overdue by
+/// half the ttl, well before another process could take the lock over.
+pub struct HeldLease {
+    state: std::sync::Arc<std::sync::Mutex<Renewals>>,
+    ttl: Duration,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Lease>>,
+}
+
+struct Renewals {
+    renewed: std::time::Instant,
+    lost: Option<String>,
+}
+
+impl HeldLease {
+    /// Takes lock `name` for `holder`; [`Error::Locked`] once `wait` has
+    /// passed with the lock held by another process.
+    pub async fn acquire(
+        store: &Store,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut lease = loop {
+            match Lease::acquire(store, name, holder, ttl).await {
+                Ok(lease) => break lease,
+                Err(e @ Error::Locked { .. }) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Renewals {
+            renewed: std::time::Instant::now(),
+            lost: None,
+        }));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let shared = state.clone();
+        let lock = name.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return lease,
+                    () = tokio::time::sleep(ttl / 4) => {}
+                }
+                let outcome = lease.renew().await;
+                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match outcome {
+                    Ok(()) => s.renewed = std::time::Instant::now(),
+                    Err(Error::LockLost { .. }) => {
+                        s.lost = Some("another process took it over".into());
+                        return lease;
+                    }
+                    // Transient: the next tick retries; `check` stops the
+                    // work if renewals stay overdue.
+                    Err(e) => tracing::warn!(error = %e, lock = %lock, "renewing the lock failed"),
+                }
+            }
+        });
+        Ok(Self {
+            state,
+            ttl,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `Err(reason)` when the lock may no longer be ours: taken over, or
+    /// not renewed for half its ttl.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &s.lost {
+            return Err(reason.clone());
+        }
+        let age = s.renewed.elapsed();
+        if age > self.ttl / 2 {
+            return Err(format!("not renewed for {}s", age.as_secs()));
+        }
+        Ok(())
+    }
+
+    /// Stops renewing and releases the lock (best effort: a lock left
+    /// behind expires by itself).
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(lease) => {
+                    if let Err(e) = lease.release().await {
+                        tracing::warn!(error = %e, "releasing the lock failed; it expires by itself");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the lock's renewal task failed"),
+            }
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        // An error path: stop renewing; the lease's own drop releases it.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
