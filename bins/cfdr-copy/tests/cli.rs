@@ -14,13 +14,7 @@ use cfdr_testing::{Backend, TestLocation};
 
 const MIB: usize = 1 << 20;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 fn copy_cmd(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfdr-copy"));

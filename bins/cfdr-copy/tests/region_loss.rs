@@ -18,22 +18,10 @@ use sqlx::Executor;
 const TEST: &str = "cfdr-copy region loss";
 
 fn sibling(name: &str) -> PathBuf {
-    let exe = Path::new(env!("CARGO_BIN_EXE_cfdr-copy")).with_file_name(name);
-    assert!(
-        exe.is_file(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        exe.display()
-    );
-    exe
+    cfdr_testing::sibling_bin(env!("CARGO_BIN_EXE_cfdr-copy"), name)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 fn run(exe: &Path, config: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     Command::new(exe)

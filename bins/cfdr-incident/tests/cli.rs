@@ -81,13 +81,7 @@ impl Env {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 #[test]
 fn help_shows_examples_and_exit_codes() {

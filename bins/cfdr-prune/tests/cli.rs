@@ -28,13 +28,7 @@ fn prune(url: &str, config: Option<&Path>, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -18,13 +18,7 @@ fn replica(url: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_a_standby_reports_its_lag_and_promotes_it() {

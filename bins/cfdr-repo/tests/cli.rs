@@ -16,13 +16,7 @@ fn cfdr_repo(repo: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 #[test]
 fn help_shows_an_example_and_exit_codes() {

@@ -12,13 +12,7 @@ fn restore(repo: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_diff_and_restore_a_config_archive() {

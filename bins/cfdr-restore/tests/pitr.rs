@@ -19,22 +19,10 @@ use cfdr_storage::{EncodeOptions, Repository, StorageOptions};
 const TEST: &str = "cfdr-restore pitr";
 
 fn cfdr_wal() -> PathBuf {
-    let exe = Path::new(env!("CARGO_BIN_EXE_cfdr-restore")).with_file_name("cfdr-wal");
-    assert!(
-        exe.is_file(),
-        "{} is missing: build the workspace (cargo build -p cfdr-wal)",
-        exe.display()
-    );
-    exe
+    cfdr_testing::sibling_bin(env!("CARGO_BIN_EXE_cfdr-restore"), "cfdr-wal")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cfdr_testing::output_text as text;
 
 use cfdr_testing::pg::give_to_postgres;
 

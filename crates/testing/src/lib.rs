@@ -296,6 +296,28 @@ pub fn tool(name: &str, package: &str, test: &str) -> Option<std::path::PathBuf>
         .or_else(|| missing(&format!("`{name}` (apt-get install {package})"), test))
 }
 
+/// A finished command's stdout then stderr, for assertions and their
+/// messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The binary `name` built beside `own` (a test's `CARGO_BIN_EXE_*`): a
+/// workspace build puts every binary in one folder.
+pub fn sibling_bin(own: &str, name: &str) -> std::path::PathBuf {
+    let exe = std::path::Path::new(own).with_file_name(name);
+    assert!(
+        exe.is_file(),
+        "{} is missing: build the workspace (cargo build --workspace --bins)",
+        exe.display()
+    );
+    exe
+}
+
 /// Runs `cmd` with `input` on stdin and returns its stdout; panics with the
 /// program's stderr when it fails. stdin is written from a thread, so a
 /// large output cannot block the writer.

@@ -34,13 +34,7 @@ pub(crate) fn bin() -> Command {
     c
 }
 
-pub(crate) fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub(crate) use cfdr_testing::output_text as text;
 
 impl Setup {
     pub(crate) fn new() -> Self {
