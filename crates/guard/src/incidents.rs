@@ -29,7 +29,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cfdr_incident::{Event, INCIDENTS_PREFIX, Incident, IncidentId, Problem, Status};
+use cfdr_incident::{
+    Event, INCIDENTS_PREFIX, Incident, IncidentId, Problem, Status, parse_event_key,
+};
 use cfdr_storage::{Error as StorageError, ObjectMeta, Store};
 use futures::StreamExt;
 
@@ -104,16 +106,6 @@ fn folder_of(key: &str) -> Option<&str> {
     Some(&key[..INCIDENTS_PREFIX.len() + rest.find('/')? + 1])
 }
 
-fn parse_key(key: &str) -> Option<(IncidentId, u64)> {
-    let rest = key.strip_prefix(INCIDENTS_PREFIX)?;
-    let (id, file) = rest.split_once('/')?;
-    let seq = file.strip_suffix(".json")?;
-    if seq.len() != 8 || !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((IncidentId::parse(id).ok()?, seq.parse().ok()?))
-}
-
 impl IncidentView {
     /// The folders to list this check: every one that can still change the
     /// verdict, and the next settled one in turn.
@@ -170,7 +162,7 @@ impl IncidentView {
                 .retain(|k, _| !k.starts_with(&dir) || present.contains(k.as_str()));
             wanted.extend(
                 keys.iter()
-                    .filter(|m| parse_key(&m.key).is_some())
+                    .filter(|m| parse_event_key(&m.key).is_some())
                     .filter(|m| match self.seen.get(&m.key) {
                         None
                         | Some(Seen {
@@ -195,7 +187,7 @@ impl IncidentView {
         });
         let fetched: Vec<_> = futures::stream::iter(reads).buffered(READS).collect().await;
         for (meta, got) in fetched {
-            let Some((id, seq)) = parse_key(&meta.key) else {
+            let Some((id, seq)) = parse_event_key(&meta.key) else {
                 continue;
             };
             let read = match got {
@@ -267,7 +259,7 @@ fn fold_folder(keys: &[ObjectMeta], seen: &BTreeMap<String, Seen>) -> Folded {
     };
     let mut group: Option<(IncidentId, Vec<&Event>)> = None;
     for m in keys {
-        let Some((id, _)) = parse_key(&m.key) else {
+        let Some((id, _)) = parse_event_key(&m.key) else {
             out.problems.push(Problem {
                 key: m.key.clone(),
                 reason: NOT_EVENT.into(),

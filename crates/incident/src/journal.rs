@@ -247,8 +247,9 @@ pub struct Journal {
     store: Store,
 }
 
-/// Parses `incidents/<id>/<seq>.json`.
-fn parse_key(key: &str) -> Option<(IncidentId, u64)> {
+/// The incident and sequence number of an event key,
+/// `incidents/<id>/<seq:08>.json`; `None` for any other key.
+pub fn parse_event_key(key: &str) -> Option<(IncidentId, u64)> {
     let rest = key.strip_prefix(INCIDENTS_PREFIX)?;
     let (id, file) = rest.split_once('/')?;
     let seq = file.strip_suffix(".json")?;
@@ -285,7 +286,7 @@ impl Journal {
             .list(INCIDENTS_PREFIX)
             .await?
             .iter()
-            .filter_map(|m| parse_key(&m.key))
+            .filter_map(|m| parse_event_key(&m.key))
             .filter(|(id, _)| id.day() == day)
             .map(|(id, _)| id.number())
             .max()
@@ -431,7 +432,7 @@ impl Journal {
         let mut groups: BTreeMap<IncidentId, Group> = BTreeMap::new();
         let mut wanted = Vec::new();
         for key in keys {
-            match parse_key(&key) {
+            match parse_event_key(&key) {
                 Some((id, seq)) => {
                     let g = groups.entry(id.clone()).or_default();
                     g.max_seq = g.max_seq.max(seq);

@@ -88,7 +88,7 @@ pub use error::{Error, Result};
 pub use event::{Change, EVENT_FORMAT, Event, PostMortem};
 pub use journal::{
     Appended, DAMAGE_ADVICE, HaltState, INCIDENTS_PREFIX, Journal, Listing, Loaded, Problem, Stamp,
-    event_key,
+    event_key, parse_event_key,
 };
 pub use model::{
     ActionItem, EntryKind, HaltPeriod, Impact, IncidentId, Links, Severity, Status, TimelineEntry,
