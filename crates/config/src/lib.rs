@@ -381,11 +381,11 @@ impl Config {
                 .iter()
                 .find(|c| Location::parse(&c.url).is_ok_and(|l| l == wanted))
         };
-        match by_name.or_else(by_url) {
-            Some(copy) => self.repository = copy.storage(),
+        match by_name.or_else(by_url).map(|copy| self.copy_storage(copy)) {
+            Some(storage) => self.repository = storage,
+            // `lock_periods` was filled in when the file was parsed.
             None => self.repository.url = Some(arg.to_owned()),
         }
-        self.repository.lock_periods = self.lock_periods();
     }
 
     /// The storage options of the secondary `copy`, object lock windows
