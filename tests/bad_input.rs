@@ -10,9 +10,8 @@
 //! without a probe fails the test with what to add.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use cfdr_testing::bins::{binaries, workspace_bin};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 /// A command of one binary that loads the config and, when
 /// `repository`, opens the repository: what each bad input is fed to.
@@ -148,89 +147,6 @@ const PROBES: &[Probe] = &[
     },
 ];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// (package, binary) of every `bins/*/Cargo.toml`: the `[[bin]]` name when
-/// the manifest has one, else the package name.
-fn binaries() -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for dir in std::fs::read_dir(workspace_root().join("bins")).unwrap() {
-        let manifest = dir.unwrap().path().join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let mut section = "";
-        let (mut package, mut bin) = (None, None);
-        for line in text.lines().map(str::trim) {
-            if line.starts_with('[') {
-                section = line;
-                continue;
-            }
-            let Some(value) = line
-                .strip_prefix("name")
-                .and_then(|r| r.trim_start().strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-            else {
-                continue;
-            };
-            match section {
-                "[package]" => package = package.or(Some(value)),
-                "[[bin]]" => bin = bin.or(Some(value)),
-                _ => {}
-            }
-        }
-        let package = package.unwrap_or_else(|| panic!("{} names no package", manifest.display()));
-        let bin = bin.unwrap_or_else(|| package.clone());
-        found.push((package, bin));
-    }
-    found.sort_by(|a, b| a.1.cmp(&b.1));
-    assert!(!found.is_empty(), "no binaries under bins/");
-    found
-}
-
-/// The binaries' folder (`target/<profile>`). `cargo nextest run
-/// --workspace` (scripts/test) builds every binary there, since each has
-/// tests of its own; any that is missing (this file run alone, a new binary
-/// without tests) is built here with the cargo and profile that built this
-/// test. Run alone after changing a binary: `cargo build --bins` first.
-fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // This test runs from target/<profile>/deps/.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        if binaries()
-            .iter()
-            .all(|(_, bin)| profile_dir.join(bin).is_file())
-        {
-            return profile_dir;
-        }
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root())
-            .env("CARGO_TARGET_DIR", target_dir)
-            .args(["build", "--locked", "--bins"]);
-        for (package, _) in binaries() {
-            cmd.args(["-p", &package]);
-        }
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "building the binaries failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir
-    })
-}
-
 /// Where the bad inputs live: a missing config path, a config that is a
 /// folder, a config naming an S3 endpoint nobody listens on, and a folder
 /// repository whose `cfdr.json` has a format version from the future.
@@ -278,9 +194,7 @@ impl Inputs {
 /// the S3 client gets as far as the network), PostgreSQL on a closed port,
 /// and RUST_BACKTRACE=1.
 fn run(inputs: &Inputs, bin: &str, args: &[&str]) -> Output {
-    let path = bin_dir().join(bin);
-    assert!(path.is_file(), "{} was not built", path.display());
-    Command::new(&path)
+    Command::new(workspace_bin(bin))
         .args(args)
         .current_dir(inputs.dir.path())
         .env_clear()

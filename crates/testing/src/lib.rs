@@ -15,6 +15,7 @@
 //! }
 //! ```
 
+pub mod bins;
 mod fault;
 pub mod history;
 pub mod pg;

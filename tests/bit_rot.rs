@@ -1,0 +1,1 @@
+//! Reliability suite: bit_rot (being written).

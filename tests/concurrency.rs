@@ -1,0 +1,1 @@
+//! Reliability suite: concurrency (being written).

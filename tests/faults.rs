@@ -1,0 +1,1 @@
+//! Reliability suite: faults (being written).

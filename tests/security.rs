@@ -1,0 +1,1 @@
+//! Reliability suite: security (being written).
