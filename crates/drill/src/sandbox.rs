@@ -3,7 +3,8 @@
 //!
 //! The sandbox holds a PostgreSQL primary archiving every WAL segment with
 //! `cfdr-wal push` (the program beside `cfdr-drill`) into a folder
-//! repository, the CryptoFunk sample with a trading workload running
+//! repository and a `cfdr-wal stream` shipping its WAL there within about a
+//! second, the CryptoFunk sample with a trading workload running
 //! throughout, a physical and a logical backup, a streaming replica, an
 //! off-region copy of the repository kept close behind by a cfdr-copy
 //! follower, and an age-encrypted secrets bundle. It is removed at the end, also when the
@@ -20,6 +21,7 @@ use cfdr_pg::physical::{self, PhysicalOptions};
 use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical, replica};
 use cfdr_secrets::{Encryption, Identities, Recipients, SecretBundle, SecretValue};
 use cfdr_storage::{EncodeOptions, Manifest, Repository, SecretStore, StorageOptions};
+use cfdr_wal_archive::Lsn;
 use jiff::Timestamp;
 use sqlx::Executor;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +57,7 @@ pub struct SandboxOptions {
     /// Pause of the workload between trades.
     pub trade_pause: Duration,
     /// `archive_timeout` of the primary: the most WAL time a lost primary
-    /// can take with it (until the WAL stream exists).
+    /// can take with it when its WAL stream is down too.
     pub archive_timeout: Duration,
 }
 
@@ -263,6 +265,7 @@ pub(crate) struct Sandbox {
     pub(crate) secrets: Option<Secrets>,
     pub(crate) postgres: Option<String>,
     pub(crate) follower: Option<Follower>,
+    pub(crate) stream: Option<WalStream>,
     references: u32,
     // Last: fields drop in order, so on a panic the servers above stop
     // before their folder goes.
@@ -375,7 +378,7 @@ impl Sandbox {
             let conf = cluster.data_dir.join("postgresql.conf");
             let mut text = std::fs::read_to_string(&conf).map_err(io("reading", &conf))?;
             text.push_str(&format!(
-                "\n# cfdr drill sandbox\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\narchive_timeout = '{}s'\nmax_wal_senders = 10\nautovacuum = off\n",
+                "\n# cfdr drill sandbox\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\narchive_timeout = '{}s'\nmax_wal_senders = 10\nmax_slot_wal_keep_size = '1GB'\nautovacuum = off\n",
                 command.replace('\'', "''"),
                 self.opts.archive_timeout.as_secs().max(1)
             ));
@@ -387,6 +390,20 @@ impl Sandbox {
             Ok(())
         })
         .await?;
+        if [
+            Scenario::AccidentalDeletion,
+            Scenario::DatabaseLoss,
+            Scenario::RegionLoss,
+        ]
+        .into_iter()
+        .any(|s| self.needs(s))
+        {
+            rec.step(
+                "WAL stream: cfdr-wal stream shipping to the repository",
+                self.start_stream("stream"),
+            )
+            .await?;
+        }
         let (sessions, trades) = (self.opts.sessions, self.opts.trades);
         rec.step(
             &format!("CryptoFunk sample: {sessions} sessions, {trades} trades"),
@@ -547,10 +564,22 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Starts `cfdr-wal stream` from the primary, spooling in `spool`.
+    pub(crate) async fn start_stream(&mut self, spool: &str) -> Result<()> {
+        let stream = WalStream::start(self, self.primary()?, &self.path(spool)).await?;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
     /// Stops every server and removes the folder; says what happened.
     async fn cleanup(mut self) -> Cleanup {
         self.workload = None;
         let mut problems = Vec::new();
+        if let Some(s) = self.stream.take()
+            && let Err(e) = s.stop().await
+        {
+            problems.push(e.to_string());
+        }
         if let Some(f) = self.follower.take()
             && let Err(e) = f.stop().await
         {
@@ -758,6 +787,7 @@ pub async fn run(
         secrets: None,
         postgres: None,
         follower: None,
+        stream: None,
         references: 0,
         root,
     };
@@ -767,4 +797,138 @@ pub async fn run(
         objectives: opts.objectives,
     };
     Ok(drive(sandbox, &plan, cancel, &mut on_event).await)
+}
+
+/// `cfdr-wal stream` (the program beside `cfdr-drill`) shipping a server's
+/// WAL into the sandbox repository within about a second, as the server's
+/// user, the way a systemd unit runs it beside the database.
+pub(crate) struct WalStream {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+/// `application_name` of the drill's stream (the `cfdr-wal stream` default).
+const STREAM_NAME: &str = "cfdr_wal_stream";
+
+impl WalStream {
+    /// Starts the stream from `server` with its spool in `spool`, and waits
+    /// until the server reports it streaming.
+    async fn start(sb: &Sandbox, server: &LocalCluster, spool: &Path) -> Result<Self> {
+        std::fs::create_dir_all(spool).map_err(io("creating", spool))?;
+        cfdr_pg::chown_tree(spool)?;
+        let log = spool.with_extension("log");
+        let log_file = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        cfdr_pg::chown_tree(&log)?;
+        let mut cmd = tokio::process::Command::new(&sb.wal_exe);
+        cmd.arg("-r")
+            .arg(sb.path("repo"))
+            .args(["stream", "--stream-dir"])
+            .arg(spool)
+            .env("DATABASE_URL", server.url("postgres"))
+            .env("RUST_LOG", "info")
+            .env_remove("CFDR_CONFIG")
+            .env_remove("CFDR_REPOSITORY")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = cfdr_pg::server_user()? {
+            cmd.uid(uid).gid(gid).current_dir("/");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(io("starting cfdr-wal stream", &sb.wal_exe))?;
+        let mut stream = Self { child, log };
+        let target = server.target("postgres");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut conn = target.connect().await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'",
+            )
+            .bind(STREAM_NAME)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::Check(format!("reading pg_stat_replication on {target}: {e}")))?;
+            if n > 0 {
+                return Ok(stream);
+            }
+            if let Ok(Some(status)) = stream.child.try_wait() {
+                return Err(Error::Check(format!(
+                    "cfdr-wal stream ended ({status}): {}",
+                    stream.log_tail()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Check(format!(
+                    "cfdr-wal stream did not stream within 60 s: {}",
+                    stream.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines the stream logged, for error messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" / ")
+    }
+
+    /// After its server is lost: waits until the stream has shipped what it
+    /// received and ended (it flushes within 5 s).
+    pub(crate) async fn finish(mut self) -> Result<()> {
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::Check(format!("waiting for cfdr-wal stream: {e}"))),
+            Err(_) => Err(Error::Check(format!(
+                "cfdr-wal stream still runs 30 s after its server was lost: {}",
+                self.log_tail()
+            ))),
+        }
+    }
+
+    /// Stops the stream as systemd does (SIGTERM), killing it after 20 s.
+    async fn stop(mut self) -> Result<()> {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Ok(());
+        }
+        if let Some(pid) = self.child.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+            return Err(Error::Check(format!(
+                "cfdr-wal stream did not stop within 20 s of SIGTERM: {}",
+                self.log_tail()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Waits until the stream's safe position in `repo` reaches `lsn`.
+pub(crate) async fn stream_safe(repo: &Repository, lsn: Lsn) -> Result<()> {
+    let archive = cfdr_wal_archive::WalArchive::new(repo.store().clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = cfdr_wal_archive::chunks::StreamState::read(&archive).await?;
+        if state.as_ref().is_some_and(|s| s.safe_lsn >= lsn) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Check(format!(
+                "the WAL stream did not make {lsn} safe in the repository within 60 s (its safe position: {})",
+                state.map_or_else(|| "none".to_owned(), |s| s.safe_lsn.to_string())
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use cfdr_pg::physical::{self, PhysicalDetails, PitrRequest, RecoveryTarget};
 use cfdr_pg::{LocalCluster, PgTarget, logical, replica};
 use cfdr_storage::{Repository, SecretStore};
-use cfdr_wal_archive::{WalArchive, WalSegment};
+use cfdr_wal_archive::{Lsn, WalArchive, WalSegment};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use sqlx::{Executor, Row};
@@ -15,7 +15,7 @@ use crate::drive::Recorder;
 use crate::error::{Error, Result};
 use crate::fault::{MISSING_WAL, STALE};
 use crate::report::{ScenarioReport, Validation, Verdict};
-use crate::sandbox::{BUNDLE, DATABASE, Sandbox};
+use crate::sandbox::{BUNDLE, DATABASE, Sandbox, stream_safe};
 use crate::{Fault, Scenario, sample};
 
 /// How long the drill waits for WAL to be archived or a server to answer.
@@ -491,7 +491,7 @@ async fn accidental_deletion(
     // The drill's own record of the moment: the server's clock in the
     // deleting transaction's snapshot, so every row it deletes committed
     // before that moment.
-    let (before_time, deleted) = rec
+    let (before_time, deleted, delete_end) = rec
         .step(
             "bad DELETE FROM trades WHERE symbol = 'ETH-USD' during live trading",
             async {
@@ -515,7 +515,14 @@ async fn accidental_deletion(
                     .map_err(query_err("committing", &live))?;
                 let at = Timestamp::from_microsecond(micros)
                     .map_err(|e| Error::Check(format!("server clock: {e}")))?;
-                Ok((at, deleted))
+                let end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(query_err("reading the WAL position", &live))?;
+                let end: Lsn = end
+                    .parse()
+                    .map_err(|e| Error::Check(format!("the server's WAL position: {e}")))?;
+                Ok((at, deleted, end))
             },
         )
         .await?;
@@ -527,13 +534,25 @@ async fn accidental_deletion(
         .ok()
         .and_then(|l| l.last_at(before_time))
         .map_or(0, |(id, _)| id);
-    let postgres = sb.primary()?.target("postgres");
-    let segment = rec
-        .step(
-            "WAL through the DELETE archived",
-            switch_and_archive(&postgres),
+    // With the WAL stream running, the WAL through the DELETE reaches the
+    // repository within about a second, with no forced segment switch.
+    let segment = if sb.stream.is_some() {
+        rec.step(
+            "WAL through the DELETE safe in the repository (cfdr-wal stream)",
+            stream_safe(sb.repo()?, delete_end),
         )
         .await?;
+        None
+    } else {
+        let postgres = sb.primary()?.target("postgres");
+        Some(
+            rec.step(
+                "WAL through the DELETE archived",
+                switch_and_archive(&postgres),
+            )
+            .await?,
+        )
+    };
     let base = sb
         .base
         .clone()
@@ -563,9 +582,13 @@ async fn accidental_deletion(
             .await?,
         );
     }
-    let fresh = rec
-        .step("repository is current", check_fresh(&repo, &segment))
-        .await;
+    let fresh = match &segment {
+        Some(segment) => {
+            rec.step("repository is current", check_fresh(&repo, segment))
+                .await
+        }
+        None => Ok(()),
+    };
     let continuous = rec
         .step(
             "WAL continuity from the base backup",
@@ -729,6 +752,18 @@ async fn replica_failover(
         check_fresh(&seen_by, &segment),
     )
     .await?;
+    // The stream lost its server with the primary; it follows the new
+    // primary from a fresh spool (what it had received is in the
+    // repository).
+    if let Some(stream) = sb.stream.take() {
+        rec.step("WAL stream of the lost primary stopped", stream.finish())
+            .await?;
+        rec.step(
+            &format!("WAL stream restarted on the new primary (timeline {timeline})"),
+            sb.start_stream(&format!("stream-timeline-{timeline}")),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -753,6 +788,13 @@ async fn database_loss(
     .await?;
     let disaster = started(rec);
     let before = sb.workload()?.last().map_or(0, |(id, _)| id);
+    if let Some(stream) = sb.stream.take() {
+        rec.step(
+            "WAL stream shipped what it had received and stopped",
+            stream.finish(),
+        )
+        .await?;
+    }
     let repo = sb.repo()?.clone();
 
     // Physical: newest base backup and every archived segment.
@@ -906,6 +948,11 @@ async fn region_loss(
                 let primary = sb.primary.take();
                 let data = primary.as_ref().map(|c| c.data_dir.clone());
                 crash(primary).await?;
+                // The stream ships into the primary repository: it goes
+                // with the region.
+                if let Some(stream) = sb.stream.take() {
+                    stream.finish().await?;
+                }
                 if let Some(data) = data {
                     std::fs::remove_dir_all(&data).map_err(Error::io("deleting", &data))?;
                 }
