@@ -818,7 +818,11 @@ impl Copier {
             .read_verified(key, info)
             .await
             .map_err(source_err)?;
-        let mut w = self.secondary.writer(key, true).await.map_err(dest_err)?;
+        let mut w = self
+            .secondary
+            .writer_sized(key, true, info.size)
+            .await
+            .map_err(dest_err)?;
         while let Some(chunk) = src.next().await {
             let step = match chunk {
                 Ok(bytes) => w.write(bytes).await.map_err(dest_err),

@@ -63,7 +63,9 @@ pub use location::{
     RetryOptions, S3Options, StorageOptions, TimeoutOptions, default_lock_margin,
 };
 pub use lock::{HeldLease, Lease, LockRecord};
-pub use object::{ObjectInfo, ObjectMeta, ObjectWriter, Store, VerifiedStream, io_to_error};
+pub use object::{
+    ObjectInfo, ObjectMeta, ObjectWriter, SINGLE_REQUEST_MAX, Store, VerifiedStream, io_to_error,
+};
 pub use object_lock::{
     LockCheck, LockMode, LockPeriod, LockPeriods, LockedObject, Retention, VersionedDeletes,
     check_object_lock,

@@ -262,6 +262,21 @@ impl Store {
         ObjectWriter::open(self.clone(), key, create_only).await
     }
 
+    /// A writer for an object whose size is known (a copy): an object up to
+    /// [`SINGLE_REQUEST_MAX`] bytes is sent in one request on finish instead
+    /// of a multipart upload (four requests for two parts), since it is held
+    /// in memory anyway until its first part is full.
+    pub async fn writer_sized(
+        &self,
+        key: &str,
+        create_only: bool,
+        size: u64,
+    ) -> Result<ObjectWriter> {
+        let mut w = ObjectWriter::open(self.clone(), key, create_only).await?;
+        w.whole = size <= SINGLE_REQUEST_MAX as u64;
+        Ok(w)
+    }
+
     /// Writes a whole buffer, replacing any existing object.
     pub async fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<ObjectInfo> {
         let mut w = self.writer(key, false).await?;
@@ -692,7 +707,13 @@ pub struct ObjectWriter {
     pending: Vec<Bytes>,
     pending_len: usize,
     parts: PartSizer,
+    /// Hold everything for one request on finish (see [`Store::writer_sized`]).
+    whole: bool,
 }
+
+/// Largest object [`Store::writer_sized`] sends in one request: bounded so
+/// a copy's concurrent writers stay within a small multiple of it.
+pub const SINGLE_REQUEST_MAX: usize = 16 << 20;
 
 impl std::fmt::Debug for ObjectWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -752,6 +773,7 @@ impl ObjectWriter {
             pending: Vec::new(),
             pending_len: 0,
             parts: PartSizer::default(),
+            whole: false,
         })
     }
 
@@ -771,7 +793,11 @@ impl ObjectWriter {
         self.pending.push(data);
         // Local files take any write size: no part buffering there.
         let direct = self.store.location.kind == BackendKind::Fs;
-        if direct || self.pending_len >= self.parts.current() {
+        if self.whole && self.pending_len > SINGLE_REQUEST_MAX {
+            // Larger than its stated size: a multipart upload after all.
+            self.whole = false;
+        }
+        if direct || (!self.whole && self.pending_len >= self.parts.current()) {
             self.flush_part().await?;
         }
         Ok(())

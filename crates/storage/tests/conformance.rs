@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cfdr_storage::{
-    Compression, EncodeOptions, Error, Lease, ObjectInfo, Repository, StorageOptions, Store,
-    decode_to, encode_to,
+    Compression, EncodeOptions, Error, Lease, ObjectInfo, Repository, SINGLE_REQUEST_MAX,
+    StorageOptions, Store, decode_to, encode_to,
 };
 use cfdr_testing::{Backend, FaultLayer, FaultMode, FaultOp, TestLocation};
 use futures::StreamExt;
@@ -461,6 +461,31 @@ async fn aborted_upload_leaves_no_object(loc: TestLocation) {
     assert!(store.list("aborted/").await.unwrap().is_empty());
 }
 
+/// Writers told the object's size (copies): one request up to
+/// SINGLE_REQUEST_MAX, and a stated size that turns out too small still
+/// stores every byte (as a multipart upload).
+async fn sized_writes_store_every_byte(loc: TestLocation) {
+    let store = loc.options.build().unwrap();
+    let cases = [
+        ("sized/exact-9mib", 9 << 20, 9 << 20),
+        ("sized/at-the-limit", SINGLE_REQUEST_MAX, SINGLE_REQUEST_MAX),
+        ("sized/understated", 20 << 20, 1 << 20),
+        ("sized/empty", 0, 0),
+    ];
+    for (key, len, stated) in cases {
+        let data = sample(len, len as u64);
+        let mut w = store.writer_sized(key, true, stated as u64).await.unwrap();
+        for chunk in data.chunks(1 << 20) {
+            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        let info = w.finish().await.unwrap();
+        assert_eq!(info.size, len as u64, "{key}");
+        assert_eq!(info.sha256, sha(&data), "{key}");
+        let back = store.get(key).await.unwrap();
+        assert_eq!(sha(&back), sha(&data), "{key}");
+    }
+}
+
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -473,6 +498,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn round_trip_64mib_with_checksum() {
                 if let Some(l) = loc("round-trip") { super::round_trip_64mib(l).await }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sized_writes_store_every_byte() {
+                if let Some(l) = loc("sized") { super::sized_writes_store_every_byte(l).await }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
