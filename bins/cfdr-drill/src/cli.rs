@@ -50,9 +50,10 @@ pub(crate) struct Cli {
     /// incident severity and repository for the report still apply).
     #[arg(long)]
     pub(crate) sandbox: bool,
-    /// Allow steps that harm a configured live cluster (destroying it,
-    /// killing its primary, deleting rows). Not built yet: refused with a
-    /// configuration; those scenarios run on the sandbox.
+    /// Against a configured system, also run accidental-deletion: it writes
+    /// a canary table into the live database, deletes half its rows,
+    /// restores to just before into a scratch server and drops the table.
+    /// replica-failover (it stops the live primary) stays sandbox-only.
     #[arg(long)]
     pub(crate) destructive: bool,
     /// PostgreSQL bin folder (default: /usr/lib/postgresql/15/bin, newer

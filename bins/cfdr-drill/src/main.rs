@@ -33,16 +33,16 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
         .to_owned();
     let objectives = config.drill.objectives(config.objectives.rpo.0);
     let configured = config_file.is_some() && !cli.sandbox;
-    if configured && cli.destructive {
-        bail!(
-            "--destructive: the destructive scenarios (accidental-deletion, replica-failover, the data directory destroyed) are not built for a configured cluster yet; run them on the sandbox with `cfdr-drill --sandbox`"
-        );
-    }
     if configured && !cli.inject.is_empty() {
         bail!("--inject plants faults on the sandbox only: add --sandbox");
     }
     let scenarios = if configured && cli.scenarios == ["all"] {
-        configured::SAFE.to_vec()
+        let mut all = configured::SAFE.to_vec();
+        if cli.destructive {
+            all.extend(configured::DESTRUCTIVE);
+            all.sort_by_key(|s| Scenario::ALL.iter().position(|a| a == s));
+        }
+        all
     } else {
         Scenario::parse_list(&cli.scenarios)?
     };
@@ -71,6 +71,7 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
             live,
             logical: config.pg.clone(),
             scenarios,
+            destructive: cli.destructive,
             objectives,
         };
         configured::run(&opts, cancel, on_event).await?

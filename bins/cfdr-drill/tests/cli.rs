@@ -71,8 +71,12 @@ fn drill_settings_parse_and_a_configured_system_refuses_what_would_harm_it() {
             "replica-failover harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario replica-failover`)",
         ),
         (
-            vec!["--destructive"],
-            "not built for a configured cluster yet",
+            vec!["--destructive", "--scenario", "replica-failover"],
+            "replica-failover harms a live system",
+        ),
+        (
+            vec!["--scenario", "accidental-deletion"],
+            "or add --destructive to run accidental-deletion on a canary table in the live database",
         ),
         (
             vec!["--inject", "wrong-key"],

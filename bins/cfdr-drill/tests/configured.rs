@@ -205,5 +205,55 @@ async fn a_configured_drill_restores_everything_into_new_targets_and_touches_not
             .join("report.json")
             .is_file()
     );
+
+    // --destructive adds accidental-deletion: a canary table of its own in
+    // the live database, half deleted, every row back in the PITR copy,
+    // the table dropped afterwards; the trading data is untouched.
+    let out = Command::new(EXE)
+        .current_dir(dir.path())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "--destructive",
+        ])
+        .args(["--scenario", "accidental-deletion"])
+        .env("DATABASE_URL", live.url("cryptofunk"))
+        .env("TMPDIR", &tmp)
+        .env_remove("CFDR_REPOSITORY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &r["scenarios"][0];
+    assert_eq!(s["name"], "accidental-deletion", "{r}");
+    assert_eq!(s["verdict"], "PASSED", "{s}");
+    assert_eq!(s["rpo_actual_seconds"], 0.0, "{s}");
+    let canary = s["validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "every canary row is in the PITR copy")
+        .unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(canary["passed"], true, "{canary}");
+    assert!(
+        canary["detail"]
+            .as_str()
+            .unwrap()
+            .contains("500 deleted in the live database, 1000 of 1000 in the copy"),
+        "{canary}"
+    );
+    assert_eq!(r["cleanup"]["status"], "removed", "{}", r["cleanup"]);
+    let canaries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'cfdr_drill_canary_%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(canaries, 0, "the canary table was dropped");
+    assert_eq!(sample::content_fingerprint(&db).await.unwrap(), before);
+    assert_eq!(databases(&live).await, dbs_before);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     live.stop().await.unwrap();
 }

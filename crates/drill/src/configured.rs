@@ -4,8 +4,11 @@
 //! restored into a new data directory in a temp folder (a scratch server,
 //! archiving off), the newest logical backup into a new database beside the
 //! live one (dropped afterwards), and each secrets bundle is decrypted in
-//! memory. The scenarios that harm the live system (`accidental-deletion`,
-//! `replica-failover`) are refused here; they run on the sandbox.
+//! memory. The scenarios that harm the live system are refused here; with
+//! `--destructive` ([`ConfiguredOptions::destructive`]) `accidental-deletion`
+//! runs on a canary table the drill creates in the live database and drops
+//! afterwards. `replica-failover` stops the live primary, which the drill
+//! has no handle on: it runs on the sandbox only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +23,20 @@ use tokio_util::sync::CancellationToken;
 use crate::drive::{Plan, Recorder, Stage, drive};
 use crate::error::{Error, Result};
 use crate::report::{Cleanup, Report, ScenarioReport, Validation};
-use crate::{Event, Objectives, Scenario, sample, scenarios};
+use crate::{Event, Objectives, Scenario, sample, sandbox, scenarios};
+use cfdr_wal_archive::WalArchive;
+use cfdr_wal_archive::chunks::StreamState;
+use sqlx::Executor;
 
 /// The scenarios that are safe against a configured system.
 pub const SAFE: [Scenario; 2] = [Scenario::SecretsLoss, Scenario::DatabaseLoss];
+
+/// The scenarios `--destructive` adds there: they write to the live
+/// database (a canary table of the drill's own).
+pub const DESTRUCTIVE: [Scenario; 1] = [Scenario::AccidentalDeletion];
+
+/// Rows of the canary table of a destructive `accidental-deletion`.
+const CANARY_ROWS: u64 = 1000;
 
 /// A drill against the configured repository and database.
 #[derive(Clone, Debug)]
@@ -43,8 +56,11 @@ pub struct ConfiguredOptions {
     pub live: Option<PgTarget>,
     /// Logical restore settings (`[pg]`).
     pub logical: logical::LogicalOptions,
-    /// Scenarios to run: a subset of [`SAFE`].
+    /// Scenarios to run: a subset of [`SAFE`], and of [`DESTRUCTIVE`] when
+    /// `destructive`.
     pub scenarios: Vec<Scenario>,
+    /// Allow the [`DESTRUCTIVE`] scenarios (`--destructive`).
+    pub destructive: bool,
     /// Objectives.
     pub objectives: Objectives,
 }
@@ -55,6 +71,8 @@ struct Configured {
     repo: Option<Repository>,
     scratch: Vec<LocalCluster>,
     databases: Vec<(PgTarget, String)>,
+    /// Canary tables written to the live database, dropped at cleanup.
+    canaries: Vec<(PgTarget, String)>,
     postgres: Option<String>,
     dir: tempfile::TempDir,
 }
@@ -64,6 +82,141 @@ impl Configured {
         self.repo
             .as_ref()
             .ok_or_else(|| Error::Check("the repository is not open".into()))
+    }
+
+    /// `restore_command`: the `cfdr-wal` beside `cfdr-drill` with the same
+    /// configuration, spooling in `spool` of the scratch folder.
+    fn restore_command(&self, spool: &str) -> Result<String> {
+        Ok(physical::fetch_command(
+            &self.wal_exe,
+            self.opts.config_file.as_deref(),
+            self.opts.repository.url.as_deref(),
+            &self.dir.path().join(spool),
+            0,
+        )?)
+    }
+
+    /// `accidental-deletion` with `--destructive`: a canary table written
+    /// to the live database, a bad `DELETE` of half its rows, PITR to just
+    /// before it into a scratch server, every row checked there, the
+    /// canary dropped.
+    async fn accidental_deletion(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        rep: &mut ScenarioReport,
+    ) -> Result<()> {
+        let live = self.opts.live.clone().ok_or_else(|| {
+            Error::Check(
+                "accidental-deletion writes a canary table into the live database: set DATABASE_URL (or PG*)".into(),
+            )
+        })?;
+        let table = format!(
+            "public.cfdr_drill_canary_{}",
+            jiff::Timestamp::now().as_millisecond()
+        );
+        rec.step(
+            &format!("canary table {table} with {CANARY_ROWS} rows written to the live database (--destructive)"),
+            async {
+                let mut conn = live.connect().await?;
+                conn.execute(
+                    format!(
+                        "CREATE TABLE {table} (id bigint PRIMARY KEY, payload text NOT NULL); \
+                         INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, {CANARY_ROWS}) g"
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(scenarios::query_err("writing the canary table", &live))?;
+                Ok(())
+            },
+        )
+        .await?;
+        self.canaries.push((live.clone(), table.clone()));
+        let (before_time, deleted, delete_end) = rec
+            .step(
+                &format!("bad DELETE of half the rows of {table}"),
+                scenarios::timed_delete(&live, &format!("DELETE FROM {table} WHERE id % 2 = 0")),
+            )
+            .await?;
+        let disaster = Instant::now();
+        rec.disaster = Some(disaster);
+        let repo = self.repo()?.clone();
+        // A running WAL stream makes the DELETE safe within about a second;
+        // without one the segment is switched and archived.
+        let state = StreamState::read(&WalArchive::new(repo.store().clone())).await?;
+        let streaming = state.is_some_and(|s| {
+            jiff::Timestamp::now().duration_since(s.updated_at)
+                < jiff::SignedDuration::from_secs(60)
+        });
+        if streaming {
+            rec.step(
+                "WAL through the DELETE safe in the repository (cfdr-wal stream)",
+                sandbox::stream_safe(&repo, delete_end),
+            )
+            .await?;
+        } else {
+            let segment = rec
+                .step(
+                    "WAL through the DELETE archived (pg_switch_wal)",
+                    scenarios::switch_and_archive(&live),
+                )
+                .await?;
+            rec.step(
+                "repository is current",
+                scenarios::check_fresh(&repo, &segment),
+            )
+            .await?;
+        }
+        let req = scenarios::pitr_request(
+            RecoveryTarget::Time(before_time),
+            self.dir.path().join("pitr-before-delete"),
+            self.restore_command("spool-before-delete")?,
+            self.opts.objectives.rto_database,
+            self.opts.pg_bin.clone(),
+            self.opts.identities.clone(),
+        );
+        let (cluster, report) = rec
+            .step(
+                &format!("PITR to {before_time}, just before the DELETE, into a scratch server"),
+                scenarios::start_pitr(&repo, &req),
+            )
+            .await?;
+        rec.bytes(report.backup.stored_size());
+        let copy = cluster.target(&live.database);
+        self.scratch.push(cluster);
+        let check = rec
+            .step(
+                "amcheck on the PITR copy",
+                scenarios::amcheck(&copy, "the PITR copy"),
+            )
+            .await?;
+        rep.validations.push(check);
+        let present: i64 = {
+            let mut conn = copy.connect().await?;
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(scenarios::query_err("counting the canary rows", &copy))?
+        };
+        let present = u64::try_from(present).unwrap_or(0);
+        rep.validations.push(Validation {
+            name: "every canary row is in the PITR copy".into(),
+            passed: present == CANARY_ROWS,
+            detail: format!(
+                "{deleted} deleted in the live database, {present} of {CANARY_ROWS} in the copy"
+            ),
+        });
+        rep.rto_actual_seconds = Some(disaster.elapsed().as_secs_f64());
+        if present == CANARY_ROWS {
+            rep.rpo_actual_seconds = Some(0.0);
+        }
+        rec.step(
+            &format!("canary table {table} dropped from the live database"),
+            async { drop_canary(&live, &table).await },
+        )
+        .await?;
+        self.canaries.retain(|(_, t)| t != &table);
+        Ok(())
     }
 
     async fn secrets(&mut self, rec: &mut Recorder<'_>, rep: &mut ScenarioReport) -> Result<()> {
@@ -131,14 +284,7 @@ impl Configured {
                 scenarios::check_continuity(&repo, &base),
             )
             .await?;
-            let spool = self.dir.path().join("spool");
-            let command = physical::fetch_command(
-                &self.wal_exe,
-                self.opts.config_file.as_deref(),
-                self.opts.repository.url.as_deref(),
-                &spool,
-                0,
-            )?;
+            let command = self.restore_command("spool")?;
             let req = scenarios::pitr_request(
                 RecoveryTarget::Latest,
                 self.dir.path().join("pitr-latest"),
@@ -260,6 +406,9 @@ impl Stage for Configured {
         match scenario {
             Scenario::SecretsLoss => self.secrets(rec, rep).await,
             Scenario::DatabaseLoss => self.database(rec, rep).await,
+            Scenario::AccidentalDeletion if self.opts.destructive => {
+                self.accidental_deletion(rec, rep).await
+            }
             other => Err(Error::Check(format!(
                 "{other} harms a live system and runs on the sandbox only"
             ))),
@@ -268,6 +417,11 @@ impl Stage for Configured {
 
     async fn cleanup(mut self) -> Cleanup {
         let mut problems = Vec::new();
+        for (server, table) in self.canaries.drain(..) {
+            if let Err(e) = drop_canary(&server, &table).await {
+                problems.push(e.to_string());
+            }
+        }
         for (server, name) in self.databases.drain(..) {
             if let Err(e) =
                 cfdr_pg::admin::drop_database(&server.with_database("postgres"), &name).await
@@ -313,9 +467,15 @@ pub async fn run(
     cancel: CancellationToken,
     mut on_event: impl for<'e> FnMut(&Event<'e>),
 ) -> Result<Report> {
-    if let Some(s) = opts.scenarios.iter().find(|s| !SAFE.contains(s)) {
+    let allowed = |s: &Scenario| SAFE.contains(s) || (opts.destructive && DESTRUCTIVE.contains(s));
+    if let Some(s) = opts.scenarios.iter().find(|s| !allowed(s)) {
+        let extra = if DESTRUCTIVE.contains(s) {
+            format!(" (or add --destructive to run {s} on a canary table in the live database)")
+        } else {
+            String::new()
+        };
         return Err(Error::Check(format!(
-            "{s} harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario {s}`); against a configured system the safe scenarios are {}",
+            "{s} harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario {s}`){extra}; against a configured system the safe scenarios are {}",
             SAFE.map(Scenario::name).join(", ")
         )));
     }
@@ -344,6 +504,7 @@ pub async fn run(
         repo: None,
         scratch: Vec::new(),
         databases: Vec::new(),
+        canaries: Vec::new(),
         postgres: None,
         dir,
     };
@@ -353,4 +514,13 @@ pub async fn run(
         objectives: opts.objectives,
     };
     Ok(drive(stage, &plan, cancel, &mut on_event).await)
+}
+
+/// Drops a canary table of the drill from the live database.
+async fn drop_canary(live: &PgTarget, table: &str) -> Result<()> {
+    let mut conn = live.connect().await?;
+    conn.execute(format!("DROP TABLE IF EXISTS {table}").as_str())
+        .await
+        .map_err(scenarios::query_err("dropping the canary table", live))?;
+    Ok(())
 }

@@ -87,7 +87,7 @@ pub(crate) fn judge(rep: &mut ScenarioReport) {
     };
 }
 
-fn query_err(what: &str, target: &PgTarget) -> impl FnOnce(sqlx::Error) -> Error {
+pub(crate) fn query_err(what: &str, target: &PgTarget) -> impl FnOnce(sqlx::Error) -> Error {
     let (what, database) = (what.to_owned(), target.database.clone());
     move |e| {
         Error::from(cfdr_pg::Error::Query {
@@ -186,7 +186,7 @@ async fn secrets_loss(
 
 /// The segment the server is writing now, after switching to a new one;
 /// waits until the switched-from segment is archived and returns its name.
-async fn switch_and_archive(target: &PgTarget) -> Result<String> {
+pub(crate) async fn switch_and_archive(target: &PgTarget) -> Result<String> {
     let mut conn = target.connect().await?;
     let file: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
         .fetch_one(&mut conn)
@@ -251,7 +251,7 @@ pub(crate) async fn check_continuity(
 }
 
 /// The repository holds `segment`, which the primary reported archived.
-async fn check_fresh(repo: &Repository, segment: &str) -> Result<()> {
+pub(crate) async fn check_fresh(repo: &Repository, segment: &str) -> Result<()> {
     let files = WalArchive::new(repo.store().clone()).list().await?;
     if files.iter().any(|f| f.item.name == segment) {
         return Ok(());
@@ -482,48 +482,51 @@ fn measure_rpo(sb: &Sandbox, rep: &mut ScenarioReport, before: u64, after: u64) 
 
 // --------------------------------------------------- accidental deletion
 
+/// Runs the bad `delete` and returns the moment the drill records for it,
+/// the rows it deleted, and the WAL position after its commit. The moment
+/// is the server's clock in the deleting transaction's snapshot, so every
+/// row it deletes committed before that moment.
+pub(crate) async fn timed_delete(live: &PgTarget, delete: &str) -> Result<(Timestamp, u64, Lsn)> {
+    let mut conn = live.connect().await?;
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(query_err("beginning", live))?;
+    let micros: i64 =
+        sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(query_err("reading the clock", live))?;
+    let deleted = sqlx::query(delete)
+        .execute(&mut conn)
+        .await
+        .map_err(query_err("the bad DELETE", live))?
+        .rows_affected();
+    conn.execute("COMMIT")
+        .await
+        .map_err(query_err("committing", live))?;
+    let at = Timestamp::from_microsecond(micros)
+        .map_err(|e| Error::Check(format!("server clock: {e}")))?;
+    let end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(query_err("reading the WAL position", live))?;
+    let end: Lsn = end
+        .parse()
+        .map_err(|e| Error::Check(format!("the server's WAL position: {e}")))?;
+    Ok((at, deleted, end))
+}
+
 async fn accidental_deletion(
     sb: &mut Sandbox,
     rec: &mut Recorder<'_>,
     rep: &mut ScenarioReport,
 ) -> Result<()> {
     let live = sb.primary()?.target(DATABASE);
-    // The drill's own record of the moment: the server's clock in the
-    // deleting transaction's snapshot, so every row it deletes committed
-    // before that moment.
+    // The drill's own record of the moment (see timed_delete).
     let (before_time, deleted, delete_end) = rec
         .step(
             "bad DELETE FROM trades WHERE symbol = 'ETH-USD' during live trading",
-            async {
-                let mut conn = live.connect().await?;
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                    .await
-                    .map_err(query_err("beginning", &live))?;
-                let micros: i64 = sqlx::query_scalar(
-                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
-                )
-                .fetch_one(&mut conn)
-                .await
-                .map_err(query_err("reading the clock", &live))?;
-                let deleted = sqlx::query("DELETE FROM trades WHERE symbol = 'ETH-USD'")
-                    .execute(&mut conn)
-                    .await
-                    .map_err(query_err("the bad DELETE", &live))?
-                    .rows_affected();
-                conn.execute("COMMIT")
-                    .await
-                    .map_err(query_err("committing", &live))?;
-                let at = Timestamp::from_microsecond(micros)
-                    .map_err(|e| Error::Check(format!("server clock: {e}")))?;
-                let end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(query_err("reading the WAL position", &live))?;
-                let end: Lsn = end
-                    .parse()
-                    .map_err(|e| Error::Check(format!("the server's WAL position: {e}")))?;
-                Ok((at, deleted, end))
-            },
+            timed_delete(&live, "DELETE FROM trades WHERE symbol = 'ETH-USD'"),
         )
         .await?;
     let disaster = started(rec);
