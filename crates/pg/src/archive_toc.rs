@@ -293,7 +293,10 @@ mod tests {
         input.extend(int(1 << 20));
         input.extend_from_slice(b"cryptofunk");
         let err = damage(&input);
-        assert!(err.contains("the archive ends inside the database name"), "{err}");
+        assert!(
+            err.contains("the archive ends inside the database name"),
+            "{err}"
+        );
     }
 
     #[test]
