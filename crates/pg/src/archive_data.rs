@@ -65,7 +65,7 @@ const BLOCK_LARGE_OBJECTS: u8 = 3;
 pub(crate) fn read(mut src: impl BufRead, events: mpsc::Sender<Event>) -> Result<(), ReadError> {
     let Head { archive, int_size } = read_head(&mut src).map_err(|e| match e {
         TocError::Unsupported(_) => ReadError::Unsupported(e.to_string()),
-        TocError::Damaged(_) => ReadError::Broken(e.to_string()),
+        TocError::Damaged(why) => ReadError::Broken(format!("its table of contents: {why}")),
         TocError::Io(e) => ReadError::Io(e),
     })?;
     if archive.compression_method != pgarchive::CompressionMethod::None {

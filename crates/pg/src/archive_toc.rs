@@ -38,7 +38,7 @@ pub(crate) enum TocError {
     #[error("not a readable custom-format dump: {0}")]
     Unsupported(String),
     /// A number or length that pg_dump cannot have written, or bytes cut short.
-    #[error("its table of contents is damaged: {0}")]
+    #[error("{0}")]
     Damaged(String),
     /// The stream failed.
     #[error("reading the dump: {0}")]

@@ -26,7 +26,8 @@ fn a_damaged_toc_entry_count_is_an_error_not_an_abort() {
     let err =
         cfdr_pg::read_dump_archive(&input[..]).expect_err("the damaged archive must be refused");
     assert!(
-        err.contains("table of contents is damaged") && err.contains("entry count"),
+        err.starts_with("the dump is damaged: its table of contents: ")
+            && err.contains("a damaged entry count"),
         "{err}"
     );
 }
