@@ -688,17 +688,16 @@ async fn bit_rot_file_archive_secret_bundle_and_incident_event() {
     let mut failures = Vec::new();
     let mut n = 0;
 
-    // A file archive of 40 files: damage anywhere must not leave the
-    // files before it restored.
-    let src = repo.dir.path().join("etc-cryptofunk");
-    std::fs::create_dir_all(src.join("conf.d")).unwrap();
+    // A file archive of 40 files of 100 KB that do not compress (4 MB
+    // stored, past the decoder's buffers): damage anywhere must not leave
+    // the files before it restored.
+    let src = repo.dir.path().join("records");
+    std::fs::create_dir_all(src.join("2026")).unwrap();
     for i in 0..40 {
-        let body: String = (0..200)
-            .map(|j| format!("key_{i}_{j} = {}\n", i * j))
-            .collect();
-        std::fs::write(src.join("conf.d").join(format!("{i:02}.toml")), body).unwrap();
+        let body: Vec<u8> = (0..100_000).map(|_| rng.random::<u8>()).collect();
+        std::fs::write(src.join("2026").join(format!("{i:02}.bin")), body).unwrap();
     }
-    let req = cfdr_files::BackupRequest::new(cfdr_files::FileClass::Config, vec![src.clone()]);
+    let req = cfdr_files::BackupRequest::new(cfdr_files::FileClass::Records, vec![src.clone()]);
     let archive = cfdr_files::backup(&r, &req, &Default::default())
         .await
         .unwrap();
