@@ -42,11 +42,13 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read back backups and check every object's size and SHA-256.
+    /// Read back backups and check every object's size and SHA-256 (and
+    /// that the backup's check records can be read).
     Verify {
         /// Backup id (default: the latest).
         id: Option<String>,
-        /// Verify every backup.
+        /// Verify every backup, then the WAL archive and stream chunks,
+        /// secret bundles and incident events.
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },

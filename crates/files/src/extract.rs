@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cfdr_secrets::Identities;
-use cfdr_storage::{Manifest, Repository, decode_to};
+use cfdr_storage::{Manifest, Repository, StoredObject, decode_to};
 use sha2::{Digest, Sha256};
 use tokio_util::io::SyncIoBridge;
 
@@ -117,9 +117,10 @@ pub async fn restore(
             return Err(outside_link(e.path.as_bytes(), target));
         }
     }
+    let obj = object(m, TAR_NAME)?.clone();
+    check_stored(repo, &obj).await?;
     fs::create_dir_all(&req.into).map_err(io(&req.into))?;
     let into = fs::canonicalize(&req.into).map_err(io(&req.into))?;
-    let obj = object(m, TAR_NAME)?.clone();
     let (rd, wr) = tokio::io::duplex(1 << 20);
     let src = SyncIoBridge::new(rd);
     let opts = Options {
@@ -147,6 +148,20 @@ pub async fn restore(
         Err(e) => Err(e.into()),
         Ok(_) => extracted,
     }
+}
+
+/// Reads the stored archive once through its size and SHA-256 check, so
+/// that damage anywhere in it refuses the restore before the first file is
+/// written: files checked one by one could otherwise be restored up to the
+/// damage, leaving old and restored files mixed (`--into /`). Costs a
+/// second read of the archive.
+async fn check_stored(repo: &Repository, obj: &StoredObject) -> Result<()> {
+    let stream = repo.store().read_verified(&obj.key, &obj.stored).await?;
+    let mut reader = tokio_util::io::StreamReader::new(stream);
+    tokio::io::copy(&mut reader, &mut tokio::io::sink())
+        .await
+        .map_err(|e| cfdr_storage::io_to_error(e, &obj.key))?;
+    Ok(())
 }
 
 struct Options {

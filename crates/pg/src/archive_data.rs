@@ -3,7 +3,8 @@
 //! in between (that pipe hop is a second and a half of CPU per gigabyte on
 //! a small machine, taken from the server's COPY).
 //!
-//! The header and table of contents are parsed by `pgarchive`; the data
+//! The header and table of contents are bounded by [`crate::archive_toc`]
+//! and parsed by `pgarchive`; the data
 //! blocks after them are framed as `pg_dump` writes them: a block type
 //! byte, the entry's dump id, then length-prefixed chunks up to a zero
 //! length (large-object blocks: an oid before each object's chunks, 0 at
@@ -18,6 +19,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
+
+use crate::archive_toc::{Head, TocError, read_head};
 
 /// Rows go out in slices of about this size, cut at row ends.
 pub(crate) const SLICE: usize = 1 << 20;
@@ -60,20 +63,16 @@ const BLOCK_LARGE_OBJECTS: u8 = 3;
 
 /// Reads the archive in `src` to its end, sending [`Event`]s.
 pub(crate) fn read(mut src: impl BufRead, events: mpsc::Sender<Event>) -> Result<(), ReadError> {
-    // Byte 8 is the integer size, which the data framing needs too.
-    let mut head = [0u8; 9];
-    src.read_exact(&mut head)?;
-    let int_size = usize::from(head[8]);
-    let archive = pgarchive::Archive::parse(&mut (&head[..]).chain(&mut src))
-        .map_err(|e| ReadError::Unsupported(format!("not a readable custom-format dump: {e}")))?;
+    let Head { archive, int_size } = read_head(&mut src).map_err(|e| match e {
+        TocError::Unsupported(_) => ReadError::Unsupported(e.to_string()),
+        TocError::Damaged(why) => ReadError::Broken(format!("its table of contents: {why}")),
+        TocError::Io(e) => ReadError::Io(e),
+    })?;
     if archive.compression_method != pgarchive::CompressionMethod::None {
         return Err(ReadError::Unsupported(format!(
             "the dump's data is compressed ({})",
             archive.compression_method
         )));
-    }
-    if !(1..=8).contains(&int_size) {
-        return Err(ReadError::Unsupported(format!("integer size {int_size}")));
     }
     let mut tables = HashMap::new();
     let mut others = Vec::new();

@@ -44,7 +44,7 @@ pub(crate) async fn read(
     let (mut writer, reader) = tokio::io::duplex(1 << 16);
     let parser = tokio::task::spawn_blocking(move || {
         let mut src = std::io::BufReader::with_capacity(1 << 16, SyncIoBridge::new(reader));
-        pgarchive::Archive::parse(&mut src)
+        crate::archive_toc::read_head(&mut src).map(|head| head.archive)
         // Dropping the reader here ends the download below.
     });
     let feed = async {

@@ -31,6 +31,7 @@
 
 pub mod admin;
 mod archive_data;
+mod archive_toc;
 mod cluster;
 mod db_properties;
 mod error;

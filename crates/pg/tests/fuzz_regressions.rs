@@ -15,3 +15,19 @@ fn overlapping_entry_headers_are_left_in_the_script() {
     assert!(plan.rest.len() <= script.len());
     assert!(moved <= 3, "{moved} entries moved");
 }
+
+/// A real dump whose table-of-contents entry count was damaged into a
+/// number in the billions: the reader allocated for it before reading and
+/// aborted the process. Now the count is checked against the entries the
+/// archive holds, and the reader says which count is damaged.
+#[test]
+fn a_damaged_toc_entry_count_is_an_error_not_an_abort() {
+    let input = include_bytes!("fuzz/dump-huge-toc-count.pgdump");
+    let err =
+        cfdr_pg::read_dump_archive(&input[..]).expect_err("the damaged archive must be refused");
+    assert!(
+        err.starts_with("the dump is damaged: its table of contents: ")
+            && err.contains("a damaged entry count"),
+        "{err}"
+    );
+}
