@@ -154,12 +154,18 @@ async fn wait_streaming(db: &PgTarget) -> Result<()> {
 }
 
 /// Peak RSS (VmHWM, KiB) of `pid`.
+/// Peak resident memory of `pid` (VmHWM), in KiB.
 fn hwm_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A memory figure of `pid` from /proc/<pid>/status (`VmHWM:`, `VmRSS:`), in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         })
         .unwrap_or(0)
@@ -212,7 +218,10 @@ fn latency_ms(pgbench_out: &str) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // archive_command runs in the data directory: a relative path would
+    // not be found there, and every push would fail.
+    args.cfdr_wal = std::path::absolute(&args.cfdr_wal)?;
     let backend = match args.backend.as_str() {
         "fs" => Backend::Fs,
         "s3" => Backend::S3,
@@ -290,6 +299,9 @@ async fn main() -> Result<()> {
     let (mut stream_lat, mut archive_lat) = (Vec::new(), Vec::new());
     let (mut next_stream, mut next_archive) = (0usize, 0usize);
     let (mut rss_wal, mut rss_recv) = (0u64, 0u64);
+    // The stream's resident memory while WAL flows: flat, not growing with
+    // the segments shipped.
+    let mut rss_over_time: Vec<(Duration, u64)> = Vec::new();
     let busy = Duration::from_secs(args.seconds);
     // Busy, then up to 75 s more for the last archive_timeout switch.
     while started.elapsed() < busy + Duration::from_secs(75)
@@ -319,6 +331,9 @@ async fn main() -> Result<()> {
             next_archive += 1;
         }
         rss_wal = rss_wal.max(hwm_kib(pid));
+        if now - started < busy {
+            rss_over_time.push((now - started, status_kib(pid, "VmRSS:")));
+        }
         for c in children(pid) {
             rss_recv = rss_recv.max(hwm_kib(c));
         }
@@ -386,6 +401,17 @@ async fn main() -> Result<()> {
         rss_wal / 1024,
         rss_recv / 1024
     );
+    let tenths: Vec<String> = (1..=10)
+        .filter_map(|k| {
+            let at = busy * k / 10;
+            rss_over_time
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= at)
+                .map(|(t, kib)| format!("{:.0} s {} MiB", t.as_secs_f64(), kib / 1024))
+        })
+        .collect();
+    println!("cfdr-wal stream RSS while WAL flows: {}", tenths.join(", "));
 
     if args.sync {
         let opts = ["-n", "-c", "1", "-T", "15"];
