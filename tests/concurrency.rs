@@ -198,19 +198,19 @@ fn race(mut first: Command, mut second: Command, delay: Duration) -> (Output, Ou
 }
 
 /// A prune policy whose decisions do not move while a test runs: database
-/// backups are kept for two days, and the synthetic history's backups sit
+/// backups are kept for a day, and the synthetic history's backups sit
 /// half an hour away from that boundary.
-const KEEP_TWO_DAYS: &str = "[retention.classes.database]\nkeep-within = \"2d\"\n";
+const KEEP_A_DAY: &str = "[retention.classes.database]\nkeep-within = \"1d\"\n";
 
-/// Four days of hourly synthetic backups (and their WAL, leftovers of
+/// Two days of hourly synthetic backups (and their WAL, leftovers of
 /// failed backups) ending half an hour ago.
 async fn history(repo: &Repo) {
     let start = Timestamp::now()
-        .checked_sub(SignedDuration::from_hours(96))
+        .checked_sub(SignedDuration::from_hours(48))
         .unwrap()
         .checked_add(SignedDuration::from_mins(30))
         .unwrap();
-    let mut spec = HistorySpec::new(96, 192);
+    let mut spec = HistorySpec::new(48, 96);
     spec.start = start;
     spec.concurrency = 16;
     write_history(&repo.store, &spec).await.unwrap();
@@ -298,7 +298,7 @@ async fn two_prunes_at_once_delete_only_what_retention_lets_go() {
         let n = rounds();
         let mut label = "";
         for round in 0..n {
-            let Some(repo) = Repo::new(backend, test, KEEP_TWO_DAYS).await else {
+            let Some(repo) = Repo::new(backend, test, KEEP_A_DAY).await else {
                 break;
             };
             label = repo.label();
@@ -361,7 +361,7 @@ async fn a_backup_and_a_prune_at_once_keep_the_new_backup() {
         let n = rounds();
         let (mut lost, mut label) = (0, "");
         for round in 0..n {
-            let Some(repo) = Repo::new(backend, test, KEEP_TWO_DAYS).await else {
+            let Some(repo) = Repo::new(backend, test, KEEP_A_DAY).await else {
                 break;
             };
             label = repo.label();

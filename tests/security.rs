@@ -10,8 +10,9 @@
 //!   and password; the endpoints are closed ports, so every delivery fails
 //!   and its error is recorded). Every step logs at trace level. All their
 //!   stdout and stderr, every file under the test's folders (config, work
-//!   folder that is also TMPDIR and HOME, the cluster's data folder and
-//!   server log) and every object of the repository are scanned for each
+//!   folder that is also TMPDIR and HOME, fetched WAL), the server's log
+//!   and every object of the
+//!   repository are scanned for each
 //!   value, raw, base64 and hex. The only places a value may be are listed
 //!   in [`EXCEPTIONS`]: the age identity file and the restored secrets'
 //!   destination, both mode 0600.
@@ -94,7 +95,7 @@ impl Secrets {
     fn found_in(&self, bytes: &[u8]) -> Vec<String> {
         self.needles()
             .into_iter()
-            .filter(|(_, n)| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+            .filter(|(_, n)| memchr::memmem::find(bytes, n).is_some())
             .map(|(what, _)| what)
             .collect()
     }
@@ -343,6 +344,19 @@ async fn a_workflow_with_planted_secrets_leaks_none() {
         None,
     );
     w.ok("cfdr-repo", &["verify", "--all"], None);
+    // WAL archiving (archive_command's push) and a fetch back.
+    let segment: String = {
+        let mut conn = target.connect().await.unwrap();
+        sqlx::query("SELECT pg_walfile_name(pg_switch_wal())")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let wal_path = cluster.data_dir.join("pg_wal").join(&segment);
+    w.ok("cfdr-wal", &["push", &wal_path.display().to_string()], None);
+    w.ok("cfdr-wal", &["fetch", &segment, "fetched-segment"], None);
+    w.ok("cfdr-wal", &["list"], None);
     let bundle = format!(
         "EXCHANGE_API_KEY={}\nDB_PASSWORD={}\n",
         secrets.0["secret value EXCHANGE_API_KEY"], secrets.0["secret value DB_PASSWORD"]
@@ -455,25 +469,26 @@ async fn a_workflow_with_planted_secrets_leaks_none() {
             leaks.push(format!("{s} in {what}"));
         }
     }
-    let roots = [
-        w.dir.path().to_path_buf(),
-        cluster.data_dir.parent().unwrap().to_path_buf(),
-    ];
+    // The test's folders (config, identity, work folder = TMPDIR and HOME)
+    // and the server's logs (pg_ctl's log file, and log/ in the data
+    // folder when the logging collector writes there).
+    let mut places = files(w.dir.path());
+    places.push(cluster.log_file.clone());
+    places.extend(files(&cluster.data_dir.join("log")));
     let mut excepted = Vec::new();
-    for root in &roots {
-        for f in files(root) {
-            let bytes = std::fs::read(&f).unwrap_or_default();
-            scanned += 1;
-            let found = secrets.found_in(&bytes);
-            let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            if EXCEPTIONS.contains(&name.as_str()) {
-                assert_eq!(mode(&f), 0o600, "{} holds secrets: 0600", f.display());
-                excepted.push(name);
-                continue;
-            }
-            for s in found {
-                leaks.push(format!("{s} in {}", f.display()));
-            }
+    for f in places {
+        let bytes = std::fs::read(&f).unwrap();
+        scanned += 1;
+        let found = secrets.found_in(&bytes);
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if EXCEPTIONS.contains(&name.as_str()) {
+            assert_eq!(mode(&f), 0o600, "{} holds secrets: 0600", f.display());
+            assert!(!found.is_empty(), "{} holds what it should", f.display());
+            excepted.push(name);
+            continue;
+        }
+        for s in found {
+            leaks.push(format!("{s} in {}", f.display()));
         }
     }
     excepted.sort();
@@ -487,7 +502,6 @@ async fn a_workflow_with_planted_secrets_leaks_none() {
         }
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
-    let _ = target;
     eprintln!(
         "reliability: security scan secrets={} forms={} places-scanned={scanned} leaks=0",
         secrets.0.len(),
