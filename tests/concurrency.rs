@@ -318,10 +318,19 @@ async fn two_prunes_at_once_delete_only_what_retention_lets_go() {
             // start the second well inside it.
             let delay = offset(&mut rng) / 4;
             let (a, b) = race(first, second, delay);
-            for out in [&a, &b] {
+            // The one with --wait always gets through; one without may
+            // lose the lock (also the first, when the second was quicker
+            // to take it).
+            assert!(
+                a.status.success() || b.status.success(),
+                "round {round}: one prune gets through:\n{}\n{}",
+                text(&a),
+                text(&b)
+            );
+            for (out, waits) in [(&a, false), (&b, wait)] {
                 match out.status.code() {
                     Some(0) => {}
-                    Some(3) if !wait => {
+                    Some(3) if !waits => {
                         assert!(
                             text(out).contains("lock prune is held by"),
                             "the loser names the holder: {}",
@@ -634,7 +643,7 @@ async fn one_segment_pushed_by_two_processes_is_stored_once() {
     let mut rng = StdRng::seed_from_u64(18_005);
     for backend in [Backend::Fs, Backend::S3] {
         let n = rounds();
-        let (mut races, mut label) = (0, "");
+        let (mut races, mut retried, mut label) = (0, 0, "");
         for round in 0..n {
             let Some(repo) = Repo::new(backend, test, "").await else {
                 break;
@@ -650,6 +659,19 @@ async fn one_segment_pushed_by_two_processes_is_stored_once() {
                 b.args(["push", &segs.path(name)]);
                 let (a, b) = race(a, b, delay);
                 for out in [&a, &b] {
+                    // Exit 2 is a failure PostgreSQL's archiver retries
+                    // (the S3 server may drop a connection while two
+                    // uploads of one key overlap): the retry must succeed.
+                    if out.status.code() == Some(2) {
+                        eprintln!(
+                            "push exited 2, retried as the archiver would: {}",
+                            text(out)
+                        );
+                        let again = repo.run("cfdr-wal", &["push", &segs.path(name)]);
+                        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+                        retried += 1;
+                        continue;
+                    }
                     assert_eq!(
                         out.status.code(),
                         Some(0),
@@ -681,7 +703,9 @@ async fn one_segment_pushed_by_two_processes_is_stored_once() {
             assert_eq!(check.status.code(), Some(0), "{}", text(&check));
         }
         if !label.is_empty() {
-            eprintln!("reliability: concurrency push+push {label} rounds={n} races={races} lost=0");
+            eprintln!(
+                "reliability: concurrency push+push {label} rounds={n} races={races} retried-by-the-archiver={retried} lost=0"
+            );
         }
     }
 }

@@ -922,6 +922,18 @@ async fn a_crafted_dump_cannot_reach_another_database() {
             refused += 1;
         }
     }
+    // Refused before anything was created: only the control's databases.
+    let mut conn = cluster.target("postgres").connect().await.unwrap();
+    let restored: Vec<String> = sqlx::query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'shop_crafted_%' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(restored, ["shop_crafted_0_1", "shop_crafted_0_2"]);
     eprintln!(
         "reliability: security crafted-dump restores={restores} refused={refused} reached-other-database=0"
     );
