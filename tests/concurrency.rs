@@ -178,7 +178,7 @@ impl Repo {
             .collect()
     }
 
-    /// Whether the two-process test can rely on create-only writes here.
+    /// The backend, for the figures lines.
     fn label(&self) -> &'static str {
         match self.loc.backend {
             Backend::Fs => "folder",

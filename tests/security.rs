@@ -11,10 +11,9 @@
 //!   and its error is recorded). Every step logs at trace level. All their
 //!   stdout and stderr, every file under the test's folders (config, work
 //!   folder that is also TMPDIR and HOME, fetched WAL), the server's log
-//!   and every object of the
-//!   repository are scanned for each
-//!   value, raw, base64 and hex. The only places a value may be are listed
-//!   in [`EXCEPTIONS`]: the age identity file and the restored secrets'
+//!   and every object of the repository are scanned for each value, raw,
+//!   base64 and hex. The only places a value may be are listed in
+//!   [`EXCEPTIONS`]: the age identity file and the restored secrets'
 //!   destination, both mode 0600.
 //! - `--help` of every binary and subcommand, run with every secret in the
 //!   environment, echoes none; errors for a wrong database password, S3
@@ -26,8 +25,10 @@
 //!   (`DROP DATABASE victim`, `\connect victim` + `DROP TABLE`, `ALTER
 //!   SYSTEM`), and `cfdr-restore logical` restores it into a new target
 //!   with one session and with several: the restore fails naming the
-//!   entry, and the other database, its rows and the server configuration
-//!   are untouched.
+//!   entry before it creates anything, and the other database, its rows
+//!   and the server configuration are untouched. A harmless rewrite of the
+//!   same entry is restored, so the crafted SQL does reach the server's
+//!   path.
 //!
 //! Credentials never reaching spawned processes' argv is tested by
 //! `crates/pg/tests/argv.rs` (pg_dump, pg_restore, psql, pg_basebackup,
@@ -711,7 +712,8 @@ async fn help_and_wrong_credentials_never_echo_a_secret() {
     );
 }
 
-/// A database another restore must not reach: `victim` with 100 rows.
+/// Rows of `victim_data` in database `victim` (100 unless a restore
+/// reached it).
 async fn victim_rows(cluster: &cfdr_pg::LocalCluster) -> Result<i64, String> {
     let mut conn = cluster
         .target("victim")
