@@ -35,7 +35,8 @@ pub(crate) struct DatabaseProperties {
 }
 
 /// Reads the database-level entries from the table of contents at the
-/// front of `object`; the download stops there.
+/// front of `object`, refusing entries that reach past the database
+/// ([`crate::toc_guard`]); the download stops there.
 pub(crate) async fn read(
     store: &Store,
     object: &StoredObject,
@@ -56,7 +57,18 @@ pub(crate) async fn read(
     let parsed =
         parsed.map_err(|e| Error::Archive(format!("reading its table of contents: {e}")))?;
     match (parsed, fed) {
-        (Ok(archive), _) => Ok(from_toc(&archive)),
+        (Ok(archive), _) => {
+            // Every entry is checked here, before anything is created.
+            for e in &archive.toc_entries {
+                if let Some(what) = crate::toc_guard::refusal(e) {
+                    return Err(Error::ForeignSql {
+                        entry: format!("{} ({} {})", e.id, e.desc, e.tag),
+                        what,
+                    });
+                }
+            }
+            Ok(from_toc(&archive))
+        }
         // The stream failed (key, checksum, storage): that is the cause.
         (Err(_), Err(e)) if !matches!(e, cfdr_storage::Error::Sink { .. }) => Err(e.into()),
         (Err(e), _) => {

@@ -65,6 +65,17 @@ pub enum Error {
         "the stored dump cannot be read: {0}; check the backup with `cfdr-repo verify` and restore an earlier one"
     )]
     Archive(String),
+    /// A dump entry holds SQL that a dump of one database never does and
+    /// that could reach past the restored database.
+    #[error(
+        "refusing to restore: the dump's entry {entry} holds {what}, which pg_dump of one database never writes and which could reach beyond the restored database (another database, the server's settings or roles). The backup was altered or crafted: restore an earlier backup, and inspect this one with `pg_restore -l`"
+    )]
+    ForeignSql {
+        /// The entry: id, kind and name as `pg_restore -l` shows them.
+        entry: String,
+        /// What was found.
+        what: String,
+    },
     /// A connection setting is invalid.
     #[error("invalid PostgreSQL connection setting: {0}")]
     Config(String),

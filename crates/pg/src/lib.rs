@@ -41,6 +41,7 @@ mod post_data;
 pub mod replica;
 mod restore_stream;
 mod target;
+mod toc_guard;
 mod tools;
 
 pub use archive_data::read_dump_archive;

@@ -356,13 +356,19 @@ impl Load<'_> {
                 }
             };
             for entry in entries {
-                conn.execute(sqlx::raw_sql(&entry.sql))
+                // In a transaction of its own: SQL that cannot run in one
+                // (DROP DATABASE, ALTER SYSTEM) fails even past the check
+                // of the dump's entries.
+                let failed = |e: sqlx::Error| Error::Query {
+                    what: format!("creating {}", entry.what),
+                    database: self.target.database.clone(),
+                    reason: e.to_string(),
+                };
+                let mut tx = conn.begin().await.map_err(failed)?;
+                tx.execute(sqlx::raw_sql(&entry.sql))
                     .await
-                    .map_err(|e| Error::Query {
-                        what: format!("creating {}", entry.what),
-                        database: self.target.database.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
                 built += 1;
             }
         }

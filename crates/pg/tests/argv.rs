@@ -2,8 +2,9 @@
 //! `/proc/<pid>/cmdline` is readable by every user of the host. The cluster
 //! requires SCRAM passwords on TCP, so the tools only succeed when the
 //! password reaches them another way (`PGPASSWORD` in their environment),
-//! and a watcher reads the argv of every pg_dump, pg_restore, psql and
-//! pg_basebackup while they run.
+//! and a watcher reads the argv of every pg_dump, pg_restore, psql,
+//! pg_basebackup and pg_receivewal (under `cfdr-wal stream`) while they
+//! run.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -14,7 +15,13 @@ use cfdr_pg::logical::{self, LogicalOptions, RestoreRequest};
 use cfdr_pg::replica;
 use cfdr_storage::{EncodeOptions, Repository, StorageOptions};
 
-const TOOLS: [&str; 4] = ["pg_dump", "pg_restore", "psql", "pg_basebackup"];
+const TOOLS: [&str; 5] = [
+    "pg_dump",
+    "pg_restore",
+    "psql",
+    "pg_basebackup",
+    "pg_receivewal",
+];
 
 /// Every argv seen per tool, and every process whose argv held `secret`.
 #[derive(Default)]
@@ -113,6 +120,77 @@ async fn spawned_tools_never_carry_the_password_in_argv() {
     replica::create(cluster.bin(), &target, &standby_dir, "argv_scan")
         .await
         .unwrap();
+
+    // The WAL stream: the binary, as systemd runs it, with the password
+    // in DATABASE_URL; stopped (SIGTERM) once its pg_receivewal has run a
+    // while.
+    {
+        let mut conn = target.connect().await.unwrap();
+        for sql in [
+            "ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'",
+            "SELECT pg_reload_conf()",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", dir.path().join("repo").display());
+    Repository::init(StorageOptions::from_url(repo_url.clone()).build().unwrap())
+        .await
+        .unwrap();
+    let config = dir.path().join("cfdr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[stream]\nspool-dir = {:?}\n",
+            dir.path().join("stream").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut stream = std::process::Command::new(cfdr_testing::bins::workspace_bin("cfdr-wal"))
+        .args(["-r", &repo_url, "--config"])
+        .arg(&config)
+        .arg("stream")
+        .env(
+            "DATABASE_URL",
+            format!(
+                "postgres://postgres:{secret}@127.0.0.1:{}/postgres",
+                cluster.port
+            ),
+        )
+        .env_remove("CFDR_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let receiving =
+        cfdr_testing::eventually("pg_receivewal running", cfdr_testing::PATIENCE, || {
+            let running = std::fs::read_dir("/proc").ok().and_then(|procs| {
+                procs.flatten().find(|p| {
+                    std::fs::read_to_string(p.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "pg_receivewal")
+                })
+            });
+            let exited = stream.try_wait().ok().flatten();
+            async move {
+                match (running, exited) {
+                    (Some(_), _) => Ok(()),
+                    (None, Some(status)) => Err(format!("cfdr-wal stream exited: {status}")),
+                    (None, None) => Err("not yet".to_owned()),
+                }
+            }
+        });
+    receiving.await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &stream.id().to_string()])
+        .status();
+    let out = stream.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains(&secret),
+        "the password in the stream's log: {log}"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.join().unwrap();
