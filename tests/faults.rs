@@ -223,6 +223,9 @@ fn names_cause(msg: &str) -> bool {
         "truncated",
         "bytes after the upload",
         "eof while parsing",
+        // A lease not renewed in time (its renewal stalled): the command
+        // stops before writing more.
+        "was lost (not renewed",
     ]
     .iter()
     .any(|needle| m.contains(needle))
@@ -686,9 +689,16 @@ async fn wal_push_fetch_and_copy_under_storage_faults() {
                     .chain(&r.failed)
                     .map(|p| format!("{}: {}", p.key, p.reason))
                     .collect();
-                match reasons.iter().find(|m| !names_cause(m)) {
+                // A manifest held back points at the object that failed,
+                // whose own reason names the cause.
+                let held_back =
+                    |m: &String| m.contains("not written") && m.contains("see them in this report");
+                match reasons.iter().find(|m| !names_cause(m) && !held_back(m)) {
                     Some(m) => Outcome::Unclear(m.clone()),
-                    None => Outcome::CleanError(reasons.join("; ")),
+                    None if reasons.iter().any(|m| names_cause(m)) => {
+                        Outcome::CleanError(reasons.join("; "))
+                    }
+                    None => Outcome::Unclear(reasons.join("; ")),
                 }
             }
             (Err(e), Ok(_)) => error_outcome(e.to_string()),
