@@ -654,6 +654,39 @@ async fn wal_push_fetch_and_copy_under_storage_faults() {
         }
         w.commit(Default::default()).await.unwrap();
     }
+    // Regression: a read of the primary's wal/cluster.json that ends early
+    // (no error) must not replace the secondary's good copy.
+    let second = memory(test);
+    let secondary = second.options.build().unwrap();
+    let copy_opts = cfdr_copy::CopyOptions::default();
+    let copier = |primary: Store| {
+        cfdr_copy::Copier::new(primary, secondary.clone(), "dr", copy_opts.clone()).unwrap()
+    };
+    assert!(
+        copier(primary.store().clone())
+            .run()
+            .await
+            .unwrap()
+            .is_clean()
+    );
+    let short = FaultLayer::new(seed, 1.0, FaultMode::Truncate, &[FaultOp::Read])
+        .only_keys_containing("cluster.json");
+    let report = copier(loc.options.build_with(move |op| op.layer(short)).unwrap())
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|p| p.key == "wal/cluster.json" && p.reason.contains("not a cluster identity")),
+        "{report:?}"
+    );
+    assert_eq!(
+        secondary.get("wal/cluster.json").await.unwrap(),
+        primary.store().get("wal/cluster.json").await.unwrap()
+    );
+
     let mut copies = Tally::default();
     for plan in plans(seed ^ 0xc0b7) {
         let second = memory(test);
