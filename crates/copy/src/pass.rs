@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use cfdr_incident::INCIDENTS_PREFIX;
 use cfdr_storage::secret_bundles::SECRETS_PREFIX;
-use cfdr_storage::wal_archive::{CLUSTER_KEY, WAL_PREFIX, wal_file_name};
+use cfdr_storage::wal_archive::{CLUSTER_KEY, ClusterIdentity, WAL_PREFIX, wal_file_name};
 use cfdr_storage::{
     BACKUPS_PREFIX, BackupId, CONFIG_KEY, Manifest, ObjectInfo, ObjectMeta, RepoConfig, Repository,
     SecretManifest, Store, io_to_error,
@@ -340,7 +340,19 @@ impl Copier {
         // The WAL archive: segments are immutable, cluster.json is not.
         for meta in under(&src, WAL_PREFIX) {
             if meta.key == CLUSTER_KEY {
-                match self.primary.get(CLUSTER_KEY).await {
+                // Read unverified (it has no recorded checksum): a read that
+                // ended early must not replace the secondary's copy.
+                let read =
+                    self.primary.get(CLUSTER_KEY).await.and_then(
+                        |raw| match serde_json::from_slice::<ClusterIdentity>(&raw) {
+                            Ok(_) => Ok(raw),
+                            Err(e) => Err(cfdr_storage::Error::Corrupt {
+                                key: CLUSTER_KEY.into(),
+                                reason: format!("not a cluster identity: {e}"),
+                            }),
+                        },
+                    );
+                match read {
                     Ok(raw) => commits.push(Commit {
                         key: meta.key.clone(),
                         raw,

@@ -838,6 +838,10 @@ impl ObjectWriter {
         } = &mut self.sink
         {
             let linked = async {
+                // tokio's File writes in the background and reports a failed
+                // write (a full disk) to the next write or flush; sync_all
+                // swallows it, and a short file would be renamed into place.
+                tokio::io::AsyncWriteExt::flush(file).await?;
                 file.sync_all().await?;
                 if let Some(parent) = dest.parent() {
                     tokio::fs::create_dir_all(parent).await?;

@@ -50,6 +50,8 @@ struct State {
     rate: AtomicU64,
     mode: FaultMode,
     ops: Vec<FaultOp>,
+    /// Only keys containing this are hit (all when `None`).
+    only: Option<String>,
     injected: AtomicU64,
 }
 
@@ -72,6 +74,26 @@ impl FaultLayer {
                 rate: AtomicU64::new(rate.to_bits()),
                 mode,
                 ops: ops.to_vec(),
+                only: None,
+                injected: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Hits only keys that contain `needle` (e.g. one object's name), so a
+    /// test can damage one read or write among many.
+    pub fn only_keys_containing(self, needle: &str) -> Self {
+        let s = &self.state;
+        Self {
+            state: Arc::new(State {
+                rng: Mutex::new(match s.rng.lock() {
+                    Ok(rng) => rng.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                }),
+                rate: AtomicU64::new(s.rate.load(Ordering::Relaxed)),
+                mode: s.mode,
+                ops: s.ops.clone(),
+                only: Some(needle.to_owned()),
                 injected: AtomicU64::new(0),
             }),
         }
@@ -93,8 +115,15 @@ impl State {
         f64::from_bits(self.rate.load(Ordering::Relaxed))
     }
 
-    fn hit(&self, op: FaultOp) -> bool {
+    fn hit(&self, op: FaultOp, path: &str) -> bool {
         if !self.ops.contains(&op) {
+            return false;
+        }
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|needle| !path.contains(needle))
+        {
             return false;
         }
         let roll: f64 = match self.rng.lock() {
@@ -109,8 +138,8 @@ impl State {
     }
 
     /// Applies Fail/Stall; returns whether a Truncate hit applies.
-    async fn before(&self, op: FaultOp) -> Result<bool> {
-        if !self.hit(op) {
+    async fn before(&self, op: FaultOp, path: &str) -> Result<bool> {
+        if !self.hit(op, path) {
             return Ok(false);
         }
         match self.mode {
@@ -176,28 +205,28 @@ impl Service for FaultService {
     }
 
     async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
-        self.state.before(FaultOp::Stat).await?;
+        self.state.before(FaultOp::Stat, path).await?;
         self.inner.stat(ctx, path, args).await
     }
 
     fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
         let r = self.inner.read(ctx, path, args)?;
-        Ok(FaultWrapper::new(r, self.state.clone()))
+        Ok(FaultWrapper::new(r, self.state.clone(), path))
     }
 
     fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
         let w = self.inner.write(ctx, path, args)?;
-        Ok(FaultWrapper::new(w, self.state.clone()))
+        Ok(FaultWrapper::new(w, self.state.clone(), path))
     }
 
     fn delete(&self, ctx: &OperationContext) -> Result<Self::Deleter> {
         let d = self.inner.delete(ctx)?;
-        Ok(FaultWrapper::new(d, self.state.clone()))
+        Ok(FaultWrapper::new(d, self.state.clone(), ""))
     }
 
     fn list(&self, ctx: &OperationContext, path: &str, args: OpList) -> Result<Self::Lister> {
         let l = self.inner.list(ctx, path, args)?;
-        Ok(FaultWrapper::new(l, self.state.clone()))
+        Ok(FaultWrapper::new(l, self.state.clone(), path))
     }
 
     fn copy(
@@ -247,17 +276,23 @@ impl Service for FaultService {
 pub(crate) struct FaultWrapper<R> {
     inner: R,
     state: Arc<State>,
+    /// The key (or listed prefix) this call is about.
+    path: String,
 }
 
 impl<R> FaultWrapper<R> {
-    fn new(inner: R, state: Arc<State>) -> Self {
-        Self { inner, state }
+    fn new(inner: R, state: Arc<State>, path: &str) -> Self {
+        Self {
+            inner,
+            state,
+            path: path.to_owned(),
+        }
     }
 }
 
 impl<R: oio::ReadStream> oio::ReadStream for FaultWrapper<R> {
     async fn read(&mut self) -> Result<Buffer> {
-        if self.state.before(FaultOp::Read).await? {
+        if self.state.before(FaultOp::Read, &self.path).await? {
             // Truncate: end the stream here, as a dropped connection that
             // the client mistook for EOF would.
             return Ok(Buffer::new());
@@ -268,16 +303,17 @@ impl<R: oio::ReadStream> oio::ReadStream for FaultWrapper<R> {
 
 impl<R: oio::Read> oio::Read for FaultWrapper<R> {
     async fn open(&self, range: BytesRange) -> Result<(RpRead, Box<dyn oio::ReadStreamDyn>)> {
-        self.state.before(FaultOp::Read).await?;
+        self.state.before(FaultOp::Read, &self.path).await?;
         let (rp, stream) = self.inner.open(range).await?;
         Ok((
             rp,
-            Box::new(FaultWrapper::new(stream, self.state.clone())) as Box<dyn oio::ReadStreamDyn>,
+            Box::new(FaultWrapper::new(stream, self.state.clone(), &self.path))
+                as Box<dyn oio::ReadStreamDyn>,
         ))
     }
 
     async fn read(&self, range: BytesRange) -> Result<(RpRead, Buffer)> {
-        let truncate = self.state.before(FaultOp::Read).await?;
+        let truncate = self.state.before(FaultOp::Read, &self.path).await?;
         let (rp, buf) = self.inner.read(range).await?;
         if truncate {
             let keep = buf.len() / 2;
@@ -289,7 +325,7 @@ impl<R: oio::Read> oio::Read for FaultWrapper<R> {
 
 impl<W: oio::Write> oio::Write for FaultWrapper<W> {
     async fn write(&mut self, bs: Buffer) -> Result<()> {
-        if self.state.before(FaultOp::Write).await? {
+        if self.state.before(FaultOp::Write, &self.path).await? {
             // Truncate: pretend the chunk was stored.
             return Ok(());
         }
@@ -301,7 +337,7 @@ impl<W: oio::Write> oio::Write for FaultWrapper<W> {
     }
 
     async fn close(&mut self) -> Result<Metadata> {
-        self.state.before(FaultOp::Write).await?;
+        self.state.before(FaultOp::Write, &self.path).await?;
         self.inner.close().await
     }
 
@@ -312,14 +348,14 @@ impl<W: oio::Write> oio::Write for FaultWrapper<W> {
 
 impl<L: oio::List> oio::List for FaultWrapper<L> {
     async fn next(&mut self) -> Result<Option<oio::Entry>> {
-        self.state.before(FaultOp::List).await?;
+        self.state.before(FaultOp::List, &self.path).await?;
         self.inner.next().await
     }
 }
 
 impl<D: oio::Delete> oio::Delete for FaultWrapper<D> {
     async fn delete(&mut self, path: &str, args: OpDelete) -> Result<()> {
-        self.state.before(FaultOp::Delete).await?;
+        self.state.before(FaultOp::Delete, path).await?;
         self.inner.delete(path, args).await
     }
 

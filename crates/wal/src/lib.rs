@@ -285,12 +285,19 @@ impl WalArchive {
             // counts either way, and the caller compares it with this
             // cluster (a torn one reads as corrupt, and the push is retried).
             Err(
-                cfdr_storage::Error::AlreadyExists { .. } | cfdr_storage::Error::Corrupt { .. },
-            ) => self.identity().await?.ok_or_else(|| Error::WalCorrupt {
-                key: CLUSTER_KEY.into(),
-                reason: "it vanished right after another writer created it".into(),
-                hint: FETCH_HINT,
-            }),
+                e @ (cfdr_storage::Error::AlreadyExists { .. }
+                | cfdr_storage::Error::Corrupt { .. }),
+            ) => match self.identity().await? {
+                Some(found) => Ok(found),
+                // Our own upload came out short and was removed: say so
+                // (PostgreSQL retries the push).
+                None if matches!(e, cfdr_storage::Error::Corrupt { .. }) => Err(e.into()),
+                None => Err(Error::WalCorrupt {
+                    key: CLUSTER_KEY.into(),
+                    reason: "it vanished right after another writer created it".into(),
+                    hint: FETCH_HINT,
+                }),
+            },
             Err(e) => Err(e.into()),
         }
     }
