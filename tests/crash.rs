@@ -247,7 +247,7 @@ async fn backup_trials(
 }
 
 async fn cluster(test: &str) -> Option<LocalCluster> {
-    match cfdr_testing::pg::cryptofunk_cluster("cryptofunk", 5, 300).await {
+    match cfdr_testing::pg::cryptofunk_cluster("cryptofunk", 20, 30_000).await {
         Ok(c) => Some(c),
         Err(e) => cfdr_testing::missing(&format!("PostgreSQL 15 ({e})"), test),
     }
@@ -267,11 +267,11 @@ async fn killed_logical_backups() {
             .env("DATABASE_URL", &url);
         c
     };
-    crash.calibrate(&mut backup());
+    crash.calibrate_median(3, backup);
     let mut ledger = Ledger::default();
     assert_eq!(
         ledger.check(&repo.repo, &mut crash, &calibration()).await,
-        1
+        3
     );
     backup_trials(&mut crash, &repo, &mut ledger, backup).await;
     // The oldest complete backup still restores (into a new database).
@@ -735,7 +735,7 @@ impl Secrets {
 async fn killed_secrets_backups() {
     let s = Secrets::new(1).await;
     let mut crash = Crash::new("cfdr-secrets backup");
-    crash.calibrate(&mut s.backup());
+    crash.calibrate_median(3, || s.backup());
     let (mut versions, _) = s.check(&mut crash, &calibration(), &BTreeSet::new()).await;
     let mut orphans = 0;
     for trial in crash.trials() {
@@ -847,7 +847,7 @@ async fn killed_incident_writes() {
         c
     };
     let mut crash = Crash::new("cfdr-incident");
-    crash.calibrate(&mut incident(&["open", "--severity", "P2", "Replica lag"]));
+    crash.calibrate_median(3, || incident(&["open", "--severity", "P2", "Replica lag"]));
     let mut events = keys(&repo.store).await;
     let id = |events: &BTreeSet<String>| {
         events
@@ -865,7 +865,7 @@ async fn killed_incident_writes() {
             0 => vec!["note", &current, &text_arg],
             1 => vec!["status", &current, &text_arg],
             2 => vec!["resolve", &current, &text_arg],
-            3 => vec!["reopen", &current, &text_arg],
+            3 => vec!["reopen", &current, "--reason", &text_arg],
             _ => vec!["open", "--severity", "P3", &text_arg],
         };
         let kill = crash.kill(trial, &mut incident(&args));
@@ -912,8 +912,8 @@ async fn killed_file_backups() {
     for d in 0..8 {
         let dir = tree.join(format!("d{d}"));
         std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..40 {
-            let body: Vec<u8> = (0..4096u32)
+        for f in 0..60 {
+            let body: Vec<u8> = (0..16_384u32)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> (d + f % 7)) as u8)
                 .collect();
             std::fs::write(dir.join(format!("f{f}.conf")), body).unwrap();
@@ -926,11 +926,11 @@ async fn killed_file_backups() {
             .arg(&tree);
         c
     };
-    crash.calibrate(&mut backup());
+    crash.calibrate_median(3, backup);
     let mut ledger = Ledger::default();
     assert_eq!(
         ledger.check(&repo.repo, &mut crash, &calibration()).await,
-        1
+        3
     );
     backup_trials(&mut crash, &repo, &mut ledger, backup).await;
     // The first archive still restores, identical to the folder.
@@ -946,7 +946,7 @@ async fn killed_file_backups() {
     );
     let back = into.join(tree.strip_prefix("/").unwrap());
     for d in 0..8 {
-        for f in 0..40 {
+        for f in 0..60 {
             let name = format!("d{d}/f{f}.conf");
             assert!(
                 std::fs::read(back.join(&name)).unwrap()
@@ -1046,7 +1046,7 @@ async fn killed_prunes() {
     };
     let prune = |repo: &Repo, config: &Path, at: &str, extra: &[&str]| {
         let mut c = cfdr("cfdr-prune");
-        c.args(["-r", &repo.url, "--quiet", "--lock-ttl", "1", "--at", at])
+        c.args(["-r", &repo.url, "--lock-ttl", "1", "--at", at])
             .arg("--config")
             .arg(config)
             .args(extra);
@@ -1055,7 +1055,7 @@ async fn killed_prunes() {
     let mut crash = Crash::new("cfdr-prune");
     {
         let (repo, config, at) = fixture().await;
-        crash.calibrate(&mut prune(&repo, &config, &at, &[]));
+        crash.calibrate(&mut prune(&repo, &config, &at, &["--quiet"]));
     }
     for trial in crash.trials() {
         let (repo, config, at) = fixture().await;
@@ -1080,7 +1080,7 @@ async fn killed_prunes() {
                 ledger.complete.insert(m.id.to_string(), m);
             }
         }
-        let kill = crash.kill(trial, &mut prune(&repo, &config, &at, &[]));
+        let kill = crash.kill(trial, &mut prune(&repo, &config, &at, &["--quiet"]));
         let wrote = repo.keys().await != before;
         // Listed backups verify (a half-deleted one is not listed); kept ones
         // are all there.
@@ -1095,7 +1095,7 @@ async fn killed_prunes() {
                 assert!(report.is_ok(), "{}: {id} listed, damaged", crash.at(&kill));
             }
         }
-        let out = prune(&repo, &config, &at, &["--wait", "30"])
+        let out = prune(&repo, &config, &at, &["--quiet", "--wait", "30"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}: {}", crash.at(&kill), text(&out));
@@ -1152,7 +1152,9 @@ async fn killed_wal_streams() {
         c
     };
     let current = || async {
-        a.sql("SELECT pg_current_wal_lsn()::text")
+        // Flushed WAL: a record written but not flushed (a partial page of
+        // background records) waits for the next commit to be streamed.
+        a.sql("SELECT pg_current_wal_flush_lsn()::text")
             .await
             .unwrap()
             .parse::<cfdr_retention::Lsn>()

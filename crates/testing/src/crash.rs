@@ -125,6 +125,20 @@ impl Crash {
         out
     }
 
+    /// Runs the command `runs` times to completion (each must succeed) and
+    /// takes the median wall time as the kill window: the first run of a
+    /// binary is often slowed by cold caches.
+    pub fn calibrate_median(&mut self, runs: usize, mut make: impl FnMut() -> Command) {
+        let mut times: Vec<Duration> = (0..runs.max(1))
+            .map(|_| {
+                self.calibrate(&mut make());
+                self.clean
+            })
+            .collect();
+        times.sort();
+        self.clean = times[times.len() / 2];
+    }
+
     /// Sets the kill window to `clean` (a duration measured by the test).
     pub fn set_clean(&mut self, clean: Duration) {
         self.clean = clean;
