@@ -320,7 +320,7 @@ impl Archiving {
         let conf = cluster.data_dir.join("postgresql.conf");
         let mut t = std::fs::read_to_string(&conf).unwrap();
         t.push_str(&format!(
-            "\nwal_level = replica\narchive_mode = on\narchive_command = '{} --config {} push {push_args} %p'\nwal_keep_size = '1GB'\n",
+            "\nwal_level = replica\narchive_mode = on\narchive_command = '{} --config {} push {push_args}'\nwal_keep_size = '1GB'\n",
             workspace_bin("cfdr-wal").display(),
             config.display()
         ));
@@ -375,7 +375,13 @@ impl Archiving {
             if self.archived(segment).await {
                 Ok(())
             } else {
-                Err(format!("last archived {:?}", self.last_archived().await))
+                let log = std::fs::read_to_string(&self.cluster.log_file).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                Err(format!(
+                    "last archived {:?}; server log tail:\n{}",
+                    self.last_archived().await,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ))
             }
         })
         .await;
@@ -452,7 +458,7 @@ impl Archiving {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_physical_backups() {
-    let Some(a) = Archiving::new("killed_physical_backups", "").await else {
+    let Some(a) = Archiving::new("killed_physical_backups", "%p").await else {
         return;
     };
     a.switch().await;
@@ -506,21 +512,29 @@ async fn killed_physical_backups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_wal_pushes_under_archive_command() {
-    let Some(a) = Archiving::new("killed_wal_pushes_under_archive_command", "").await else {
+    // `|| exit 1`: PostgreSQL restarts its archiver when archive_command
+    // dies on a signal, and waits up to 10 s before it does; a plain
+    // failure is retried within a second. The push itself is what is killed.
+    let Some(a) = Archiving::new("killed_wal_pushes_under_archive_command", "%p || exit 1").await
+    else {
         return;
     };
     let mut crash = Crash::new("cfdr-wal push (archive_command)");
-    let mut segments = vec![a.switch().await];
-    a.wait_archived(&segments[0]).await;
-    // A clean push of the same file (already stored: read and compared).
-    let mut again = cfdr("cfdr-wal");
-    again
-        .current_dir(&a.cluster.data_dir)
-        .arg("--config")
-        .arg(&a.config)
-        .args(["push", &format!("pg_wal/{}", segments[0])]);
-    crash.calibrate(&mut again);
     let config = a.config.display().to_string();
+    // The clean run: a push PostgreSQL runs, from when it is seen to its end.
+    let first = a.switch().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = || !find_processes("cfdr-wal", &[&config, "push", &first]).is_empty();
+    while !running() && !a.done().contains(&first) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seen = Instant::now();
+    while running() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    crash.set_clean(seen.elapsed().max(Duration::from_millis(50)));
+    a.wait_archived(&first).await;
+    let mut segments = vec![first];
     for trial in crash.trials() {
         let segment = a.switch().await;
         segments.push(segment.clone());
@@ -549,7 +563,12 @@ async fn killed_wal_pushes_under_archive_command() {
         // Right after the kill: nothing PostgreSQL counts as archived is
         // missing. Then its archiver retries until the segment is stored.
         a.check_archived(&mut crash, &kill, &segments).await;
+        let retried = Instant::now();
         a.wait_archived(&segment).await;
+        println!(
+            "trial {trial}: archived {:?} after the kill",
+            retried.elapsed()
+        );
         a.check_archived(&mut crash, &kill, &segments).await;
         crash.record(&kill, wrote);
     }
@@ -560,7 +579,7 @@ async fn killed_wal_pushes_under_archive_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_async_push_workers() {
-    let Some(a) = Archiving::new("killed_async_push_workers", "--async").await else {
+    let Some(a) = Archiving::new("killed_async_push_workers", "--async %p").await else {
         return;
     };
     let mut crash = Crash::new("cfdr-wal push-worker (async push)");
@@ -1130,7 +1149,7 @@ fn segment_before(timeline: u32, lsn: u64) -> (String, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_wal_streams() {
     use cfdr_wal_archive::chunks::StreamState;
-    let Some(a) = Archiving::new("killed_wal_streams", "").await else {
+    let Some(a) = Archiving::new("killed_wal_streams", "%p").await else {
         return;
     };
     a.sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'")
@@ -1149,6 +1168,11 @@ async fn killed_wal_streams() {
             .arg(&a.config)
             .arg("stream")
             .env("DATABASE_URL", &url);
+        // As the archive_command's user: both write the same WAL folders.
+        if let Some((uid, gid)) = cfdr_pg::server_user().unwrap() {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c
     };
     let current = || async {
@@ -1169,34 +1193,53 @@ async fn killed_wal_streams() {
     // Runs the stream until everything written so far is safe, then stops
     // it (SIGTERM); returns how long that took.
     let run_until_safe = || async {
+        let start = Instant::now();
+        let log = a.repo.dir.path().join("stream.log");
+        let child = std::sync::Mutex::new(
+            stream()
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        // WAL written after the start: this stream itself must ship it.
         a.sql("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 200) g")
             .await;
         let target = current().await;
-        let start = Instant::now();
-        let mut child = stream()
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
         cfdr_testing::eventually(
             "the stream's safe position",
             cfdr_testing::PATIENCE,
             || async {
+                if let Some(status) = child.lock().unwrap().try_wait().unwrap() {
+                    panic!(
+                        "the stream ended with {status}: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
                 match safe().await {
-                    Some((_, lsn)) if lsn >= target => Ok(()),
+                    // The safe position is the end of the last record; the
+                    // flush position is that end rounded up to 8 bytes.
+                    Some((_, lsn)) if lsn.0 + 7 >= target.0 => Ok(()),
                     other => Err(format!("{other:?}, waiting for {target}")),
                 }
             },
         )
         .await;
         let took = start.elapsed();
+        let mut child = child.into_inner().unwrap();
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
         let status = child.wait().unwrap();
-        assert!(status.success(), "the stream stopped with {status}");
+        assert!(
+            status.success(),
+            "the stream stopped with {status}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         took
     };
+    let stream_dir = a.repo.dir.path().join("stream").display().to_string();
+    let mut orphans = 0;
     let mut crash = Crash::new("cfdr-wal stream");
     let clean = run_until_safe().await;
     crash.set_clean(clean);
@@ -1218,6 +1261,14 @@ async fn killed_wal_streams() {
         });
         let before = safe().await;
         let kill = crash.kill(trial, &mut stream());
+        // A killed stream leaves its pg_receivewal running, holding the
+        // replication slot; its service manager kills what is left of it
+        // (systemd's control group, the pod's container), as here.
+        std::thread::sleep(Duration::from_millis(100));
+        for pid in find_processes("pg_receivewal", &[&stream_dir]) {
+            orphans += 1;
+            sigkill(pid);
+        }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.await.unwrap();
         let after = safe().await;
@@ -1259,5 +1310,6 @@ async fn killed_wal_streams() {
     let last = a.switch().await;
     a.wait_archived(&last).await;
     a.check_archived(&mut crash, &calibration(), &[]).await;
+    println!("crash cfdr-wal stream: {orphans} kills left pg_receivewal running");
     crash.finish();
 }
