@@ -106,6 +106,27 @@ impl Repo {
         keys(&self.store).await
     }
 
+    /// Every file under the repository folder with its size, temporary
+    /// files of a write in progress included: tells a kill that came
+    /// before the first write from one that came after.
+    fn disk(&self) -> BTreeMap<PathBuf, u64> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, u64>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = e.path();
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&path, out),
+                    Ok(m) => {
+                        out.insert(path, m.len());
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.path(), &mut out);
+        out
+    }
+
     /// Runs cfdr-prune with [`keep_all_config`] and checks that no
     /// unfinished backup folder is left. Returns how many folders it
     /// reclaimed.
@@ -217,9 +238,9 @@ async fn backup_trials(
     mut command: impl FnMut() -> Command,
 ) {
     for trial in crash.trials() {
-        let before = repo.keys().await;
+        let before = repo.disk();
         let kill = crash.kill(trial, &mut command());
-        let wrote = repo.keys().await != before;
+        let wrote = repo.disk() != before;
         let new = ledger.check(&repo.repo, crash, &kill).await;
         if !kill.finished {
             let out = command().output().unwrap();
@@ -536,6 +557,7 @@ async fn killed_wal_pushes_under_archive_command() {
     a.wait_archived(&first).await;
     let mut segments = vec![first];
     for trial in crash.trials() {
+        let before = a.repo.disk();
         let segment = a.switch().await;
         segments.push(segment.clone());
         // The push PostgreSQL's archiver runs for this segment.
@@ -559,7 +581,7 @@ async fn killed_wal_pushes_under_archive_command() {
                 status: None,
             },
         };
-        let wrote = a.stored().await.contains(&segment);
+        let wrote = a.repo.disk() != before;
         // Right after the kill: nothing PostgreSQL counts as archived is
         // missing. Then its archiver retries until the segment is stored.
         a.check_archived(&mut crash, &kill, &segments).await;
@@ -591,6 +613,7 @@ async fn killed_async_push_workers() {
     let mut segments = vec![first];
     let lock = a.spool.join("push-worker.lock");
     for trial in crash.trials() {
+        let before = a.repo.disk();
         let started = Instant::now();
         let segment = a.switch().await;
         segments.push(segment.clone());
@@ -611,7 +634,7 @@ async fn killed_async_push_workers() {
             finished: finished || worker.is_none(),
             status: None,
         };
-        let wrote = a.stored().await.contains(&segment);
+        let wrote = a.repo.disk() != before;
         a.check_archived(&mut crash, &kill, &segments).await;
         // Every acknowledgement the worker left describes a stored file.
         let stored = a.stored().await;
@@ -758,9 +781,9 @@ async fn killed_secrets_backups() {
     let (mut versions, _) = s.check(&mut crash, &calibration(), &BTreeSet::new()).await;
     let mut orphans = 0;
     for trial in crash.trials() {
-        let before = s.repo.keys().await;
+        let before = s.repo.disk();
         let kill = crash.kill(trial, &mut s.backup());
-        let wrote = s.repo.keys().await != before;
+        let wrote = s.repo.disk() != before;
         let (now, left) = s.check(&mut crash, &kill, &versions).await;
         if !kill.finished {
             let out = s.backup().output().unwrap();
@@ -817,9 +840,9 @@ async fn killed_secrets_rekeys() {
             .fingerprints()
     };
     for trial in crash.trials() {
-        let before = s.repo.keys().await;
+        let before = s.repo.disk();
         let kill = crash.kill(trial, &mut rekey(to));
-        let wrote = s.repo.keys().await != before;
+        let wrote = s.repo.disk() != before;
         let (now, _) = s.check(&mut crash, &kill, &versions).await;
         assert_eq!(now, versions, "{}", crash.at(&kill));
         let out = rekey(to).output().unwrap();
@@ -1260,6 +1283,7 @@ async fn killed_wal_streams() {
             }
         });
         let before = safe().await;
+        let disk = a.repo.disk();
         let kill = crash.kill(trial, &mut stream());
         // A killed stream leaves its pg_receivewal running, holding the
         // replication slot; its service manager kills what is left of it
@@ -1272,7 +1296,7 @@ async fn killed_wal_streams() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.await.unwrap();
         let after = safe().await;
-        let wrote = after != before;
+        let wrote = after != before || a.repo.disk() != disk;
         // Every byte before the safe position is in the repository and
         // identical to pg_wal.
         if let Some((timeline, lsn)) = after {
