@@ -414,3 +414,55 @@ impl Drop for HeldLease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::StorageOptions;
+
+    /// A lock held for an hour by `pid` started at `start`, on this machine.
+    async fn held_by(store: &Store, pid: u32, start: u64) {
+        let now = Timestamp::now();
+        let mut process = ProcessId::current().unwrap();
+        process.start = start;
+        let record = LockRecord {
+            name: "t".into(),
+            holder: "killed".into(),
+            host: host_name(),
+            pid,
+            token: "x".into(),
+            acquired: now,
+            expires: expiry(now, Duration::from_secs(3600)),
+            process: Some(process),
+        };
+        store
+            .create_if_absent(&generation_key("t", 1), encode(&record))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_process_that_is_gone_is_taken_over_at_once() {
+        let store = StorageOptions::from_url("memory://lock-gone")
+            .build()
+            .unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        held_by(&store, pid, 1).await;
+        let lease = Lease::acquire(&store, "t", "next", Duration::from_secs(60)).await;
+        assert!(lease.is_ok(), "{lease:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_running_process_is_not() {
+        let store = StorageOptions::from_url("memory://lock-live")
+            .build()
+            .unwrap();
+        let me = std::process::id();
+        held_by(&store, me, start_time(me).unwrap()).await;
+        let lease = Lease::acquire(&store, "t", "next", Duration::from_secs(60)).await;
+        assert!(matches!(lease, Err(Error::Locked { .. })), "{lease:?}");
+    }
+}
