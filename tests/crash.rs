@@ -441,7 +441,9 @@ impl Archiving {
     /// up to pg_stat_archiver's last) is stored and fetches back identical
     /// to pg_wal; a missing or different one is a loss. Returns the count.
     async fn check_archived(&self, crash: &mut Crash, kill: &Kill, segments: &[String]) -> usize {
-        let stored = self.stored().await;
+        // PostgreSQL's view first, then the repository's: a file is stored
+        // before it is acknowledged, so whatever PostgreSQL counted as
+        // archived before the listing must be in it.
         let last = self.last_archived().await;
         let mut believed: BTreeSet<String> = self.done().into_iter().collect();
         if let Some(last) = &last {
@@ -452,6 +454,7 @@ impl Archiving {
                     .cloned(),
             );
         }
+        let stored = self.stored().await;
         let tmp = tempfile::tempdir().unwrap();
         for file in &believed {
             if !stored.contains(file) {
@@ -636,14 +639,16 @@ async fn killed_async_push_workers() {
         };
         let wrote = a.repo.disk() != before;
         a.check_archived(&mut crash, &kill, &segments).await;
-        // Every acknowledgement the worker left describes a stored file.
-        let stored = a.stored().await;
-        for marker in std::fs::read_dir(a.spool.join("out"))
+        // Every acknowledgement the worker left describes a stored file
+        // (markers read before the listing: a marker follows its store).
+        let markers: Vec<String> = std::fs::read_dir(a.spool.join("out"))
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let name = marker.file_name().to_string_lossy().into_owned();
+            .map(|m| m.file_name().to_string_lossy().into_owned())
+            .collect();
+        let stored = a.stored().await;
+        for name in markers {
             if let Some(file) = name.strip_suffix(".ok")
                 && !stored.contains(file)
             {
