@@ -62,7 +62,7 @@ pub use location::{
     AzblobOptions, BackendKind, CompatOptions, DEFAULT_REPOSITORY, GcsOptions, Location,
     RetryOptions, S3Options, StorageOptions, TimeoutOptions, default_lock_margin,
 };
-pub use lock::{HeldLease, Lease, LockRecord};
+pub use lock::{HeldLease, Lease, LockRecord, ProcessId};
 pub use object::{
     ObjectInfo, ObjectMeta, ObjectWriter, SINGLE_REQUEST_MAX, Store, VerifiedStream, io_to_error,
 };

@@ -7,6 +7,9 @@
 //! the same generation cannot both win that create, so a stale lock is
 //! taken over by exactly one of them. The holder renews by rewriting its
 //! own generation, and notices a takeover by a newer generation appearing.
+//! A lock whose holder was a process of this machine and pid namespace that
+//! no longer runs (killed, crashed) counts as expired at once: running the
+//! command again after a crash does not wait out the lease.
 //!
 //! The exclusion is as strong as the backend's create-only write: see
 //! [`Store::create_if_absent`].
@@ -38,6 +41,61 @@ pub struct LockRecord {
     pub acquired: Timestamp,
     /// When it expires unless renewed.
     pub expires: Timestamp,
+    /// Where the holder runs: kernel boot id, pid namespace and the
+    /// process's start time. A process on the same boot and pid namespace
+    /// can tell a killed holder (no process with that pid and start time)
+    /// and take the lock over without waiting for it to expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessId>,
+}
+
+/// A running process, told apart from any other process of the same
+/// machine, before and after a pid is reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot: String,
+    /// The `/proc/self/ns/pid` link (`pid:[inode]`).
+    pub pid_namespace: String,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+impl ProcessId {
+    /// This process, or `None` where `/proc` does not tell.
+    fn current() -> Option<Self> {
+        Some(ProcessId {
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()?
+                .trim()
+                .to_owned(),
+            pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+                .ok()?
+                .to_string_lossy()
+                .into_owned(),
+            start: start_time(std::process::id())?,
+        })
+    }
+}
+
+/// Start time of process `pid`, `None` when there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; start time is field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the holder of `rec` is a process of this machine and pid
+/// namespace that is gone (killed, crashed): its lock can be taken over.
+fn holder_is_gone(rec: &LockRecord) -> bool {
+    let (Some(theirs), Some(ours)) = (&rec.process, ProcessId::current()) else {
+        return false;
+    };
+    rec.host == host_name()
+        && theirs.boot == ours.boot
+        && theirs.pid_namespace == ours.pid_namespace
+        && start_time(rec.pid) != Some(theirs.start)
 }
 
 /// A held lease. Release it with [`Lease::release`]; dropping it releases
@@ -88,7 +146,7 @@ impl Lease {
             let newest = Self::newest(store, name).await?;
             let now = Timestamp::now();
             let next = match &newest {
-                Some((generation, Some(rec))) if rec.expires > now => {
+                Some((generation, Some(rec))) if rec.expires > now && !holder_is_gone(rec) => {
                     let remaining = rec.expires.duration_since(now).unsigned_abs();
                     let _ = generation;
                     return Err(Error::Locked {
@@ -111,12 +169,17 @@ impl Lease {
                 token: format!("{:032x}", rand::random::<u128>()),
                 acquired: now,
                 expires: expiry(now, ttl),
+                process: ProcessId::current(),
             };
             let key = generation_key(name, next);
             match store.create_if_absent(&key, encode(&record)).await {
                 Ok(_) => {
                     if let Some((old, _)) = newest {
-                        tracing::info!(lock = name, generation = old, "took over an expired lock");
+                        tracing::info!(
+                            lock = name,
+                            generation = old,
+                            "took over an expired lock or one whose holder is gone"
+                        );
                         let stale: Vec<String> = (old.saturating_sub(2)..=old)
                             .filter(|g| *g > 0)
                             .map(|g| generation_key(name, g))
@@ -349,5 +412,57 @@ impl Drop for HeldLease {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::StorageOptions;
+
+    /// A lock held for an hour by `pid` started at `start`, on this machine.
+    async fn held_by(store: &Store, pid: u32, start: u64) {
+        let now = Timestamp::now();
+        let mut process = ProcessId::current().unwrap();
+        process.start = start;
+        let record = LockRecord {
+            name: "t".into(),
+            holder: "killed".into(),
+            host: host_name(),
+            pid,
+            token: "x".into(),
+            acquired: now,
+            expires: expiry(now, Duration::from_secs(3600)),
+            process: Some(process),
+        };
+        store
+            .create_if_absent(&generation_key("t", 1), encode(&record))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_process_that_is_gone_is_taken_over_at_once() {
+        let store = StorageOptions::from_url("memory://lock-gone")
+            .build()
+            .unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        held_by(&store, pid, 1).await;
+        let lease = Lease::acquire(&store, "t", "next", Duration::from_secs(60)).await;
+        assert!(lease.is_ok(), "{lease:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_running_process_is_not() {
+        let store = StorageOptions::from_url("memory://lock-live")
+            .build()
+            .unwrap();
+        let me = std::process::id();
+        held_by(&store, me, start_time(me).unwrap()).await;
+        let lease = Lease::acquire(&store, "t", "next", Duration::from_secs(60)).await;
+        assert!(matches!(lease, Err(Error::Locked { .. })), "{lease:?}");
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod bins;
+pub mod crash;
 mod fault;
 pub mod history;
 pub mod pg;
