@@ -155,6 +155,83 @@ async fn server_facts(target: &PgTarget) -> Result<ServerFacts> {
 }
 
 /// Creates the slot when absent, reserving WAL at once.
+/// Holds `<spool>/stream.lock` (an exclusive advisory lock, released when
+/// the process ends, however it ends) for as long as the stream runs.
+fn lock_spool(target: &PgTarget, spool: &Path) -> Result<std::fs::File> {
+    let path = spool.join("stream.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::StreamSetup {
+            target: target.to_string(),
+            reason: format!(
+                "another cfdr-wal stream runs with the spool {} (it holds {}): stop it, or give this one its own stream.spool-dir and slot",
+                spool.display(),
+                path.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()))(e))
+        }
+    }
+}
+
+/// Stops every `pg_receivewal` writing into `wal_dir`: with the spool lock
+/// held, such a receiver is the child of a stream that was killed (SIGKILL
+/// ends the stream but not its child), still holding the slot. Returns how
+/// many were stopped.
+async fn stop_orphaned_receivers(wal_dir: &Path) -> usize {
+    let dir = wal_dir.as_os_str().as_encoded_bytes();
+    let mut stopped = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let receiver = args.first().is_some_and(|a| a.ends_with(b"pg_receivewal"));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"--directory" && w[1] == dir);
+        if !(receiver && ours) {
+            continue;
+        }
+        let _ = tokio::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .await;
+        let proc_dir = entry.path();
+        for _ in 0..50 {
+            if !proc_dir.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if proc_dir.exists() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .await;
+        }
+        stopped += 1;
+    }
+    stopped
+}
+
 async fn ensure_slot(target: &PgTarget, slot: &str) -> Result<()> {
     let mut conn = target.connect().await?;
     sqlx::query(
@@ -263,7 +340,16 @@ pub async fn run(
         "creating the stream's spool folder {} (set stream.spool-dir)",
         wal_dir.display()
     )))?;
+    // One stream per spool: a second one would write the same files.
+    let _spool_lock = lock_spool(target, &opts.spool_dir)?;
     warn_if_was_down(opts);
+    let orphans = stop_orphaned_receivers(&wal_dir).await;
+    if orphans > 0 {
+        tracing::warn!(
+            spool = %wal_dir.display(),
+            "stopped {orphans} pg_receivewal left writing into this spool by a stream that was killed"
+        );
+    }
     ensure_slot(target, &opts.slot).await?;
     if let Some(report) = slot_report(target, &opts.slot).await? {
         log_slot(&opts.slot, &report);
