@@ -519,6 +519,21 @@ async fn an_idle_database_makes_no_uploads() {
     stream_config(&setup, "");
     let stream = Stream::start(&setup, &cluster, &[]);
     wait_streaming(&cluster, &stream).await;
+    // A second stream on the same spool is refused, naming it; the first
+    // streams on.
+    let mut second = Stream::start(&setup, &cluster, &[]);
+    let status = second.wait(Duration::from_secs(60));
+    let said = second.log();
+    assert!(
+        status.is_some_and(|s| s.code() == Some(2)),
+        "{status:?}: {said}"
+    );
+    assert!(
+        said.contains("another cfdr-wal stream runs with the spool"),
+        "{said}"
+    );
+    drop(second);
+    wait_streaming(&cluster, &stream).await;
     let db = cluster.target("postgres");
     sql(&db, "INSERT INTO ticks (id) VALUES (1)").await;
     let end = current_lsn(&db).await;
