@@ -14,7 +14,7 @@
 //!
 //! After every round: the prunes deleted exactly what the retention plan
 //! (a dry run taken before the race) names, so no kept object is removed;
-//! every backup listed verifies (`cfdr-repo verify --all`); every secrets
+//! every backup listed verifies (its objects read back against its manifest); every secrets
 //! version and incident event written is there and reads back. The second
 //! process starts at a seeded offset after the first; `CFDR_TEST_LONG=1`
 //! runs more rounds.
@@ -146,21 +146,19 @@ impl Repo {
             .collect()
     }
 
-    /// `cfdr-repo verify --all` passes and names every committed backup;
-    /// the number verified.
+    /// Every committed backup verifies; the number verified.
     async fn verify_all(&self, what: &str) -> usize {
         let ids = self.repo.backup_ids().await.unwrap();
         if ids.is_empty() {
             return 0;
         }
-        let out = self.run("cfdr-repo", &["verify", "--all"]);
-        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        // Every backup's objects, read back against their manifest (what
+        // `cfdr-repo verify <id>` does); the WAL of the synthetic history is
+        // not real WAL, so `verify --all` would refuse it.
         for id in &ids {
-            assert!(
-                text(&out).contains(id.as_str()),
-                "{what}: {id} not verified: {}",
-                text(&out)
-            );
+            let manifest = self.repo.manifest(id).await.unwrap();
+            let report = self.repo.verify(&manifest).await.unwrap();
+            assert!(report.is_ok(), "{what}: {id}: {:?}", report.failures);
         }
         ids.len()
     }
@@ -280,6 +278,9 @@ async fn two_backups_at_once_both_commit_and_verify() {
         let listed = repo.repo.backup_ids().await.unwrap().len();
         assert_eq!(listed, 2 * n, "every backup is listed");
         let verified = repo.verify_all("two backups").await;
+        // The whole repository, as an operator checks it.
+        let out = repo.run("cfdr-repo", &["verify", "--all"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         eprintln!(
             "reliability: concurrency backup+backup {} rounds={n} backups={listed} verified={verified} lost={}",
             repo.label(),

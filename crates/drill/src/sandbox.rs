@@ -344,6 +344,15 @@ impl Sandbox {
         ]
         .into_iter()
         .any(|s| self.needs(s));
+        // The scenarios that recover from the repository's WAL: they need
+        // the stream and a base backup.
+        let needs_wal = [
+            Scenario::AccidentalDeletion,
+            Scenario::DatabaseLoss,
+            Scenario::RegionLoss,
+        ]
+        .into_iter()
+        .any(|s| self.needs(s));
         rec.step("folder repository", async {
             let dir = self.path("repo");
             let store = StorageOptions::from_url(format!("file://{}", dir.display())).build()?;
@@ -390,14 +399,7 @@ impl Sandbox {
             Ok(())
         })
         .await?;
-        if [
-            Scenario::AccidentalDeletion,
-            Scenario::DatabaseLoss,
-            Scenario::RegionLoss,
-        ]
-        .into_iter()
-        .any(|s| self.needs(s))
-        {
+        if needs_wal {
             rec.step(
                 "WAL stream: cfdr-wal stream shipping to the repository",
                 self.start_stream("stream"),
@@ -429,14 +431,7 @@ impl Sandbox {
             Ok(())
         })
         .await?;
-        if [
-            Scenario::AccidentalDeletion,
-            Scenario::DatabaseLoss,
-            Scenario::RegionLoss,
-        ]
-        .into_iter()
-        .any(|s| self.needs(s))
-        {
+        if needs_wal {
             let manifest = rec
                 .step("physical base backup (daily)", async {
                     let opts = PhysicalOptions {
