@@ -50,10 +50,11 @@ pub(crate) struct Cli {
     /// incident severity and repository for the report still apply).
     #[arg(long)]
     pub(crate) sandbox: bool,
-    /// Against a configured system, also run accidental-deletion: it writes
-    /// a canary table into the live database, deletes half its rows,
-    /// restores to just before into a scratch server and drops the table.
-    /// replica-failover (it stops the live primary) stays sandbox-only.
+    /// Against a configured system, also run accidental-deletion (a canary
+    /// table written into the live database, half deleted, restored to just
+    /// before into a scratch server, dropped) and, with [drill]
+    /// primary-data-dir and replica-url, replica-failover (stops the live
+    /// primary, promotes the standby, which stays the primary).
     #[arg(long)]
     pub(crate) destructive: bool,
     /// PostgreSQL bin folder (default: /usr/lib/postgresql/15/bin, newer

@@ -39,8 +39,11 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
     let scenarios = if configured && cli.scenarios == ["all"] {
         let mut all = configured::SAFE.to_vec();
         if cli.destructive {
-            all.extend(configured::DESTRUCTIVE);
-            all.sort_by_key(|s| Scenario::ALL.iter().position(|a| a == s));
+            all.insert(1, Scenario::AccidentalDeletion);
+            // Last: the primary it stops is the server the others read.
+            if config.drill.primary_data_dir.is_some() && config.drill.replica_url.is_some() {
+                all.push(Scenario::ReplicaFailover);
+            }
         }
         all
     } else {
@@ -72,6 +75,13 @@ async fn run(cli: cli::Cli) -> Result<Outcome> {
             logical: config.pg.clone(),
             scenarios,
             destructive: cli.destructive,
+            primary_data_dir: config.drill.primary_data_dir.clone(),
+            replica: config
+                .drill
+                .replica_url
+                .as_deref()
+                .map(cfdr_pg::PgTarget::from_url)
+                .transpose()?,
             objectives,
         };
         configured::run(&opts, cancel, on_event).await?

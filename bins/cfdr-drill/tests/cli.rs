@@ -71,8 +71,12 @@ fn drill_settings_parse_and_a_configured_system_refuses_what_would_harm_it() {
             "replica-failover harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario replica-failover`)",
         ),
         (
+            vec!["--scenario", "replica-failover"],
+            "or add --destructive, with [drill] primary-data-dir and replica-url",
+        ),
+        (
             vec!["--destructive", "--scenario", "replica-failover"],
-            "replica-failover harms a live system",
+            "set [drill] primary-data-dir (the primary's data directory on this host) and replica-url",
         ),
         (
             vec!["--scenario", "accidental-deletion"],

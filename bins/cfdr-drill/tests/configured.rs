@@ -255,5 +255,87 @@ async fn a_configured_drill_restores_everything_into_new_targets_and_touches_not
     assert_eq!(sample::content_fingerprint(&db).await.unwrap(), before);
     assert_eq!(databases(&live).await, dbs_before);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
-    live.stop().await.unwrap();
+
+    // --destructive replica-failover: the live primary (its data directory
+    // here) is stopped, the configured standby promoted and validated, and
+    // archiving goes on from it on timeline 2.
+    // The server's user writes the standby's log beside its data directory.
+    let standby_home = dir.path().join("standby-home");
+    std::fs::create_dir_all(&standby_home).unwrap();
+    cfdr_testing::pg::give_to_postgres(&standby_home);
+    let standby_dir = standby_home.join("standby");
+    cfdr_pg::replica::create(
+        &bin,
+        &live.target("postgres"),
+        &standby_dir,
+        "drill_standby",
+    )
+    .await
+    .unwrap();
+    let mut standby = LocalCluster::existing(&bin, &standby_dir, &standby_dir).unwrap();
+    standby.start(&[]).await.unwrap();
+    let deadline = Instant::now() + cfdr_testing::PATIENCE;
+    while !cfdr_pg::replica::status(&live.target("postgres"))
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.state == "streaming")
+    {
+        assert!(Instant::now() < deadline, "the standby never streamed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = {url:?}\n[encryption]\nidentity-file = {:?}\n[drill]\nprimary-data-dir = {:?}\nreplica-url = {:?}\n",
+            identity.display().to_string(),
+            live.data_dir.display().to_string(),
+            standby.url("postgres"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(EXE)
+        .current_dir(dir.path())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "--destructive",
+        ])
+        .args(["--scenario", "replica-failover"])
+        .env("DATABASE_URL", live.url("cryptofunk"))
+        .env("TMPDIR", &tmp)
+        .env_remove("CFDR_REPOSITORY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &r["scenarios"][0];
+    assert_eq!(s["name"], "replica-failover", "{r}");
+    assert_eq!(s["verdict"], "PASSED", "{s}");
+    assert_eq!(s["last_trade_before"], 530, "{s}");
+    assert_eq!(s["last_trade_after"], 530, "{s}");
+    assert_eq!(s["rpo_trades"], 0, "{s}");
+    assert!(
+        s["validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |v| v["name"] == "the promoted standby writes on a new timeline"
+                    && v["passed"] == true
+            ),
+        "{s}"
+    );
+    // The standby is the primary now: it takes writes on timeline 2, and
+    // the old primary is down.
+    assert_eq!(
+        cfdr_pg::replica::current_timeline(&standby.target("postgres"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(live.target("postgres").connect().await.is_err());
+    standby.stop().await.unwrap();
 }

@@ -4,18 +4,19 @@
 //! restored into a new data directory in a temp folder (a scratch server,
 //! archiving off), the newest logical backup into a new database beside the
 //! live one (dropped afterwards), and each secrets bundle is decrypted in
-//! memory. The scenarios that harm the live system are refused here; with
-//! `--destructive` ([`ConfiguredOptions::destructive`]) `accidental-deletion`
-//! runs on a canary table the drill creates in the live database and drops
-//! afterwards. `replica-failover` stops the live primary, which the drill
-//! has no handle on: it runs on the sandbox only.
+//! memory. The scenarios that harm the live system are refused here unless
+//! `--destructive` ([`ConfiguredOptions::destructive`]) is given: then
+//! `accidental-deletion` runs on a canary table the drill creates in the
+//! live database and drops afterwards, and `replica-failover` stops the
+//! live primary (its data directory on this host) and promotes the
+//! configured standby, which stays the primary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use cfdr_pg::physical::{self, RecoveryTarget};
-use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical};
+use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical, replica};
 use cfdr_secrets::Identities;
 use cfdr_storage::{Repository, SecretStore, StorageOptions};
 use tokio_util::sync::CancellationToken;
@@ -32,8 +33,8 @@ use sqlx::Executor;
 pub const SAFE: [Scenario; 2] = [Scenario::SecretsLoss, Scenario::DatabaseLoss];
 
 /// The scenarios `--destructive` adds there: they write to the live
-/// database (a canary table of the drill's own).
-pub const DESTRUCTIVE: [Scenario; 1] = [Scenario::AccidentalDeletion];
+/// database (a canary table of the drill's own) or stop its primary.
+pub const DESTRUCTIVE: [Scenario; 2] = [Scenario::AccidentalDeletion, Scenario::ReplicaFailover];
 
 /// Rows of the canary table of a destructive `accidental-deletion`.
 const CANARY_ROWS: u64 = 1000;
@@ -61,6 +62,11 @@ pub struct ConfiguredOptions {
     pub scenarios: Vec<Scenario>,
     /// Allow the [`DESTRUCTIVE`] scenarios (`--destructive`).
     pub destructive: bool,
+    /// The live primary's data directory on this host (`[drill]
+    /// primary-data-dir`), for `replica-failover`.
+    pub primary_data_dir: Option<PathBuf>,
+    /// The standby `replica-failover` promotes (`[drill] replica-url`).
+    pub replica: Option<PgTarget>,
     /// Objectives.
     pub objectives: Objectives,
 }
@@ -216,6 +222,131 @@ impl Configured {
         )
         .await?;
         self.canaries.retain(|(_, t)| t != &table);
+        Ok(())
+    }
+
+    /// `replica-failover` with `--destructive`: the live primary is stopped
+    /// in immediate mode (as in a crash), the standby promoted and
+    /// validated, the archive adopts the new timeline and archiving goes on
+    /// there. The promoted standby stays the primary.
+    async fn replica_failover(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        rep: &mut ScenarioReport,
+    ) -> Result<()> {
+        let data_dir = self.opts.primary_data_dir.clone().ok_or_else(|| {
+            Error::Check(
+                "replica-failover stops the live primary: set [drill] primary-data-dir to its data directory on this host".into(),
+            )
+        })?;
+        let standby = self.opts.replica.clone().ok_or_else(|| {
+            Error::Check("replica-failover promotes a standby: set [drill] replica-url".into())
+        })?;
+        rec.step(&format!("{standby} is a streaming standby"), async {
+            let mut conn = standby.connect().await?;
+            let streaming: bool = sqlx::query_scalar(
+                "SELECT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .map_err(scenarios::query_err("reading the standby's state", &standby))?;
+            if streaming {
+                Ok(())
+            } else {
+                Err(Error::Check(format!(
+                    "{standby} is not a standby streaming from the primary: nothing was stopped"
+                )))
+            }
+        })
+        .await?;
+        let database = self
+            .opts
+            .live
+            .as_ref()
+            .map_or_else(|| "postgres".to_owned(), |t| t.database.clone());
+        let before = match &self.opts.live {
+            Some(t) => sample::last_trade(t).await.ok(),
+            None => None,
+        };
+        let bin = PgBin::locate(self.opts.pg_bin.as_deref(), None).await?;
+        rec.step(
+            &format!(
+                "the live primary in {} stopped (immediate, as in a crash)",
+                data_dir.display()
+            ),
+            async {
+                let mut cmd = bin.command("pg_ctl", true)?;
+                cmd.args(["-m", "immediate", "-w", "-D"])
+                    .arg(&data_dir)
+                    .arg("stop");
+                let out = cmd
+                    .output()
+                    .await
+                    .map_err(Error::io("running pg_ctl stop on", &data_dir))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(Error::Check(format!(
+                        "pg_ctl stop of {} failed: {}",
+                        data_dir.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )))
+                }
+            },
+        )
+        .await?;
+        let disaster = Instant::now();
+        rec.disaster = Some(disaster);
+        let wait = self.opts.objectives.rto_database;
+        rec.step("standby promoted", async {
+            replica::promote(&standby, wait).await?;
+            Ok(())
+        })
+        .await?;
+        let timeline = replica::current_timeline(&standby).await?;
+        rep.validations.push(Validation {
+            name: "the promoted standby writes on a new timeline".into(),
+            passed: timeline > 1,
+            detail: format!("timeline {timeline}"),
+        });
+        let promoted = standby.with_database(&database);
+        let check = rec
+            .step(
+                "amcheck on the promoted standby",
+                scenarios::amcheck(&promoted, "the promoted standby"),
+            )
+            .await?;
+        rep.validations.push(check);
+        scenarios::invariants(rec, rep, "the promoted standby", &promoted).await?;
+        if let Some(before) = before {
+            let after = sample::last_trade(&promoted).await?;
+            rep.last_trade_before = Some(before);
+            rep.last_trade_after = Some(after);
+            rep.rpo_trades = Some(before.saturating_sub(after));
+            if after >= before {
+                rep.rpo_actual_seconds = Some(0.0);
+            }
+        }
+        let repo = self.repo()?.clone();
+        rec.step(&format!("archive adopts timeline {timeline}"), async {
+            WalArchive::new(repo.store().clone())
+                .adopt_timeline(timeline)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        let segment = rec
+            .step(
+                &format!("archiving continues on timeline {timeline}"),
+                scenarios::switch_and_archive(&standby),
+            )
+            .await?;
+        rec.step(
+            &format!("repository holds {segment}"),
+            scenarios::check_fresh(&repo, &segment),
+        )
+        .await?;
+        rep.rto_actual_seconds = Some(disaster.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -409,6 +540,9 @@ impl Stage for Configured {
             Scenario::AccidentalDeletion if self.opts.destructive => {
                 self.accidental_deletion(rec, rep).await
             }
+            Scenario::ReplicaFailover if self.opts.destructive => {
+                self.replica_failover(rec, rep).await
+            }
             other => Err(Error::Check(format!(
                 "{other} harms a live system and runs on the sandbox only"
             ))),
@@ -469,15 +603,24 @@ pub async fn run(
 ) -> Result<Report> {
     let allowed = |s: &Scenario| SAFE.contains(s) || (opts.destructive && DESTRUCTIVE.contains(s));
     if let Some(s) = opts.scenarios.iter().find(|s| !allowed(s)) {
-        let extra = if DESTRUCTIVE.contains(s) {
-            format!(" (or add --destructive to run {s} on a canary table in the live database)")
-        } else {
-            String::new()
+        let extra = match s {
+            Scenario::AccidentalDeletion => {
+                format!(" (or add --destructive to run {s} on a canary table in the live database)")
+            }
+            Scenario::ReplicaFailover => " (or add --destructive, with [drill] primary-data-dir and replica-url, to stop the live primary and promote the standby)".to_owned(),
+            _ => String::new(),
         };
         return Err(Error::Check(format!(
             "{s} harms a live system (it deletes rows or kills the primary) and runs only on the sandbox (`cfdr-drill --sandbox --scenario {s}`){extra}; against a configured system the safe scenarios are {}",
             SAFE.map(Scenario::name).join(", ")
         )));
+    }
+    if opts.scenarios.contains(&Scenario::ReplicaFailover)
+        && (opts.primary_data_dir.is_none() || opts.replica.is_none())
+    {
+        return Err(Error::Check(
+            "replica-failover stops the live primary and promotes its standby: set [drill] primary-data-dir (the primary's data directory on this host) and replica-url (the standby) in the configuration".into(),
+        ));
     }
     let wal_exe = opts.programs.join("cfdr-wal");
     if !wal_exe.is_file() {

@@ -182,6 +182,14 @@ pub struct DrillConfig {
     pub rto_full_system_secs: u64,
     /// Severity of the incident a failed drill opens.
     pub incident_severity: cfdr_incident::Severity,
+    /// Data directory of the live primary on this host: `--destructive`
+    /// `replica-failover` stops it with `pg_ctl -m immediate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_data_dir: Option<std::path::PathBuf>,
+    /// Connection URL of the streaming standby `--destructive`
+    /// `replica-failover` promotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_url: Option<String>,
 }
 
 impl Default for DrillConfig {
@@ -191,6 +199,8 @@ impl Default for DrillConfig {
             rto_database_secs: o.rto_database.as_secs(),
             rto_full_system_secs: o.rto_full_system.as_secs(),
             incident_severity: cfdr_incident::Severity::P2,
+            primary_data_dir: None,
+            replica_url: None,
         }
     }
 }
