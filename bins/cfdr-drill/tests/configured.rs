@@ -28,6 +28,25 @@ async fn databases(cluster: &LocalCluster) -> Vec<String> {
         .unwrap()
 }
 
+/// Runs `cfdr-drill --config CONFIG --json ARGS` against the live cluster as
+/// an operator would; it must exit 0. Returns the JSON report.
+fn drill(cwd: &Path, config: &Path, live: &LocalCluster, tmp: &Path, args: &[&str]) -> Value {
+    let out = Command::new(EXE)
+        .current_dir(cwd)
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .env("DATABASE_URL", live.url("cryptofunk"))
+        .env("TMPDIR", tmp)
+        .env_remove("CFDR_REPOSITORY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_drill_restores_everything_into_new_targets_and_touches_nothing_live() {
     let test = "cfdr-drill configured";
@@ -141,17 +160,7 @@ async fn a_configured_drill_restores_everything_into_new_targets_and_touches_not
     let before = sample::content_fingerprint(&db).await.unwrap();
     let dbs_before = databases(&live).await;
 
-    let out = Command::new(EXE)
-        .current_dir(dir.path())
-        .args(["--config", config.to_str().unwrap(), "--json"])
-        .env("DATABASE_URL", live.url("cryptofunk"))
-        .env("TMPDIR", &tmp)
-        .env_remove("CFDR_REPOSITORY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = drill(dir.path(), &config, &live, &tmp, &[]);
     assert_eq!(r["mode"], "configured");
     assert_eq!(r["status"], "SUCCESSFUL", "{r}");
     let names: Vec<&str> = r["scenarios"]
@@ -209,23 +218,13 @@ async fn a_configured_drill_restores_everything_into_new_targets_and_touches_not
     // --destructive adds accidental-deletion: a canary table of its own in
     // the live database, half deleted, every row back in the PITR copy,
     // the table dropped afterwards; the trading data is untouched.
-    let out = Command::new(EXE)
-        .current_dir(dir.path())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--json",
-            "--destructive",
-        ])
-        .args(["--scenario", "accidental-deletion"])
-        .env("DATABASE_URL", live.url("cryptofunk"))
-        .env("TMPDIR", &tmp)
-        .env_remove("CFDR_REPOSITORY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = drill(
+        dir.path(),
+        &config,
+        &live,
+        &tmp,
+        &["--destructive", "--scenario", "accidental-deletion"],
+    );
     let s = &r["scenarios"][0];
     assert_eq!(s["name"], "accidental-deletion", "{r}");
     assert_eq!(s["verdict"], "PASSED", "{s}");
@@ -294,23 +293,13 @@ async fn a_configured_drill_restores_everything_into_new_targets_and_touches_not
         ),
     )
     .unwrap();
-    let out = Command::new(EXE)
-        .current_dir(dir.path())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--json",
-            "--destructive",
-        ])
-        .args(["--scenario", "replica-failover"])
-        .env("DATABASE_URL", live.url("cryptofunk"))
-        .env("TMPDIR", &tmp)
-        .env_remove("CFDR_REPOSITORY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = drill(
+        dir.path(),
+        &config,
+        &live,
+        &tmp,
+        &["--destructive", "--scenario", "replica-failover"],
+    );
     let s = &r["scenarios"][0];
     assert_eq!(s["name"], "replica-failover", "{r}");
     assert_eq!(s["verdict"], "PASSED", "{s}");
