@@ -342,16 +342,11 @@ impl Copier {
             if meta.key == CLUSTER_KEY {
                 // Read unverified (it has no recorded checksum): a read that
                 // ended early must not replace the secondary's copy.
-                let read =
-                    self.primary.get(CLUSTER_KEY).await.and_then(
-                        |raw| match serde_json::from_slice::<ClusterIdentity>(&raw) {
-                            Ok(_) => Ok(raw),
-                            Err(e) => Err(cfdr_storage::Error::Corrupt {
-                                key: CLUSTER_KEY.into(),
-                                reason: format!("not a cluster identity: {e}"),
-                            }),
-                        },
-                    );
+                let read = self
+                    .primary
+                    .get(CLUSTER_KEY)
+                    .await
+                    .and_then(|raw| ClusterIdentity::parse(&raw).map(|_| raw));
                 match read {
                     Ok(raw) => commits.push(Commit {
                         key: meta.key.clone(),

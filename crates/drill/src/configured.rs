@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cfdr_pg::physical::{self, RecoveryTarget};
-use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical, replica};
+use cfdr_pg::{LocalCluster, PgBin, PgTarget, logical};
 use cfdr_secrets::Identities;
 use cfdr_storage::{Repository, SecretStore, StorageOptions};
 use tokio_util::sync::CancellationToken;
@@ -298,17 +298,7 @@ impl Configured {
         let disaster = Instant::now();
         rec.disaster = Some(disaster);
         let wait = self.opts.objectives.rto_database;
-        rec.step("standby promoted", async {
-            replica::promote(&standby, wait).await?;
-            Ok(())
-        })
-        .await?;
-        let timeline = replica::current_timeline(&standby).await?;
-        rep.validations.push(Validation {
-            name: "the promoted standby writes on a new timeline".into(),
-            passed: timeline > 1,
-            detail: format!("timeline {timeline}"),
-        });
+        let timeline = scenarios::promote_standby(rec, rep, &standby, "standby", wait).await?;
         let promoted = standby.with_database(&database);
         let check = rec
             .step(
@@ -328,13 +318,7 @@ impl Configured {
             }
         }
         let repo = self.repo()?.clone();
-        rec.step(&format!("archive adopts timeline {timeline}"), async {
-            WalArchive::new(repo.store().clone())
-                .adopt_timeline(timeline)
-                .await?;
-            Ok(())
-        })
-        .await?;
+        scenarios::adopt_timeline(rec, &repo, timeline).await?;
         let segment = rec
             .step(
                 &format!("archiving continues on timeline {timeline}"),

@@ -837,15 +837,11 @@ impl WalStream {
         let target = server.target("postgres");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let mut conn = target.connect().await?;
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'",
-            )
-            .bind(STREAM_NAME)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| Error::Check(format!("reading pg_stat_replication on {target}: {e}")))?;
-            if n > 0 {
+            let standbys = replica::status(&target).await?;
+            if standbys
+                .iter()
+                .any(|s| s.name == STREAM_NAME && s.state == "streaming")
+            {
                 return Ok(stream);
             }
             if let Ok(Some(status)) = stream.child.try_wait() {

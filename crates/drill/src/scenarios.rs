@@ -701,31 +701,16 @@ async fn replica_failover(
         .as_ref()
         .ok_or_else(|| Error::Check("the sandbox has no replica".into()))?
         .target("postgres");
-    rec.step("replica promoted", async {
-        replica::promote(&standby, PATIENCE).await?;
-        Ok(())
-    })
-    .await?;
+    let promotion = promote_standby(rec, rep, &standby, "replica", PATIENCE).await;
     // The promoted replica is the primary from here on, whatever follows.
     sb.primary = sb.replica.take();
-    let timeline = replica::current_timeline(&standby).await?;
-    rep.validations.push(Validation {
-        name: "the promoted replica writes on a new timeline".into(),
-        passed: timeline > 1,
-        detail: format!("timeline {timeline}"),
-    });
+    let timeline = promotion?;
     let promoted = standby.with_database(DATABASE);
     let after = sample::last_trade(&promoted).await?;
     validate(sb, rec, rep, "the promoted replica", &promoted, after).await?;
     measure_rpo(sb, rep, before, after)?;
     let repo = sb.repo()?.clone();
-    rec.step(&format!("archive adopts timeline {timeline}"), async {
-        WalArchive::new(repo.store().clone())
-            .adopt_timeline(timeline)
-            .await?;
-        Ok(())
-    })
-    .await?;
+    adopt_timeline(rec, &repo, timeline).await?;
     let resumed = Timestamp::now();
     sb.workload()?.switch(Some(promoted.clone()));
     let first = rec
@@ -768,6 +753,44 @@ async fn replica_failover(
         .await?;
     }
     Ok(())
+}
+
+/// Promotes `standby` (the step "<what> promoted") and records whether it
+/// writes on a new timeline, which it returns.
+pub(crate) async fn promote_standby(
+    rec: &mut Recorder<'_>,
+    rep: &mut ScenarioReport,
+    standby: &PgTarget,
+    what: &str,
+    wait: Duration,
+) -> Result<u32> {
+    rec.step(&format!("{what} promoted"), async {
+        replica::promote(standby, wait).await?;
+        Ok(())
+    })
+    .await?;
+    let timeline = replica::current_timeline(standby).await?;
+    rep.validations.push(Validation {
+        name: format!("the promoted {what} writes on a new timeline"),
+        passed: timeline > 1,
+        detail: format!("timeline {timeline}"),
+    });
+    Ok(timeline)
+}
+
+/// The archive adopts the promoted server's `timeline` (a timed step).
+pub(crate) async fn adopt_timeline(
+    rec: &mut Recorder<'_>,
+    repo: &Repository,
+    timeline: u32,
+) -> Result<()> {
+    rec.step(&format!("archive adopts timeline {timeline}"), async {
+        WalArchive::new(repo.store().clone())
+            .adopt_timeline(timeline)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 // --------------------------------------------------------- database loss

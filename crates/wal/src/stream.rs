@@ -210,10 +210,7 @@ async fn stop_orphaned_receivers(wal_dir: &Path) -> usize {
         if !(receiver && ours) {
             continue;
         }
-        let _ = tokio::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .await;
+        signal(pid, "-INT").await;
         let proc_dir = entry.path();
         for _ in 0..50 {
             if !proc_dir.exists() {
@@ -222,10 +219,7 @@ async fn stop_orphaned_receivers(wal_dir: &Path) -> usize {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if proc_dir.exists() {
-            let _ = tokio::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()
-                .await;
+            signal(pid, "-KILL").await;
         }
         stopped += 1;
     }
@@ -490,12 +484,18 @@ fn start_receiver(
 }
 
 /// Asks pg_receivewal to stop (SIGINT: it flushes and exits), then kills it.
+/// Sends `sig` (`-INT`, `-KILL`) to process `pid`; one that is gone
+/// already is no error.
+async fn signal(pid: u32, sig: &str) {
+    let _ = tokio::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .await;
+}
+
 async fn stop_receiver(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .await;
+        signal(pid, "-INT").await;
     }
     if tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await

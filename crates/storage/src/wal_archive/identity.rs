@@ -71,15 +71,19 @@ impl ClusterIdentity {
     /// document that does not parse is [`Error::Corrupt`].
     pub async fn read(store: &Store) -> Result<Option<Self>> {
         match store.get(CLUSTER_KEY).await {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    key: CLUSTER_KEY.into(),
-                    reason: format!("not a cluster identity: {e}"),
-                }),
+            Ok(raw) => Self::parse(&raw).map(Some),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The identity in `raw` (the bytes of `wal/cluster.json`); a document
+    /// that does not parse is [`Error::Corrupt`].
+    pub fn parse(raw: &[u8]) -> Result<Self> {
+        serde_json::from_slice(raw).map_err(|e| Error::Corrupt {
+            key: CLUSTER_KEY.into(),
+            reason: format!("not a cluster identity: {e}"),
+        })
     }
 
     /// Whether `timeline` may archive here.
