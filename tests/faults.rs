@@ -28,7 +28,7 @@ use cfdr_pg::LocalCluster;
 use cfdr_pg::logical::{self, LogicalOptions, RestoreRequest};
 use cfdr_storage::opendal::Operator;
 use cfdr_storage::{EncodeOptions, Repository, StorageOptions, Store};
-use cfdr_testing::pg::{content_fingerprint, cryptofunk_cluster, give_to_postgres};
+use cfdr_testing::pg::{content_fingerprint, cryptofunk_cluster, give_to_postgres, make_wal};
 use cfdr_testing::{Backend, FaultLayer, FaultMode, FaultOp, TestLocation};
 use cfdr_wal_archive::{FetchOptions, Fetched, PushOptions, WalArchive};
 use futures::FutureExt;
@@ -1238,29 +1238,6 @@ async fn archiver(cluster: &LocalCluster) -> (i64, i64, Option<String>) {
             .await
             .unwrap();
     (row.get(0), row.get(1), row.get(2))
-}
-
-/// Writes rows and switches WAL `n` times; the names of the completed segments.
-async fn make_wal(cluster: &LocalCluster, n: usize) -> Vec<String> {
-    let mut conn = cluster.target("postgres").connect().await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS t (id serial, v text)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut names = Vec::new();
-    for _ in 0..n {
-        sqlx::query("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let name: String = sqlx::query("SELECT pg_walfile_name(pg_switch_wal())")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-            .get(0);
-        names.push(name);
-    }
-    names
 }
 
 /// Waits until the archiver reports `file` archived (it archives in order

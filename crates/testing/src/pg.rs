@@ -94,3 +94,30 @@ pub async fn backed_up(class: &str, test: &str) -> Option<BackedUp> {
         _dir: dir,
     })
 }
+
+/// Writes some rows into table `t` of `postgres` and switches WAL `n`
+/// times; returns the names of the segments the switches completed.
+pub async fn make_wal(cluster: &LocalCluster, n: usize) -> Vec<String> {
+    let mut conn = cluster
+        .target("postgres")
+        .connect()
+        .await
+        .expect("the cluster accepts connections");
+    sqlx::query("CREATE TABLE IF NOT EXISTS t (id serial, v text)")
+        .execute(&mut conn)
+        .await
+        .expect("table t is created");
+    let mut names = Vec::new();
+    for _ in 0..n {
+        sqlx::query("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g")
+            .execute(&mut conn)
+            .await
+            .expect("rows are written");
+        let name: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
+            .fetch_one(&mut conn)
+            .await
+            .expect("WAL switches");
+        names.push(name);
+    }
+    names
+}

@@ -117,7 +117,7 @@ impl Setup {
     }
 }
 
-pub use cfdr_testing::pg::pg_bin;
+pub use cfdr_testing::pg::{make_wal, pg_bin};
 
 /// A new cluster whose postgresql.conf archives with `archive_command`. It
 /// keeps 1 GB of WAL (no checkpoint recycles the tests' few segments), so
@@ -133,30 +133,6 @@ pub async fn archiving_cluster(bin: &PgBin, archive_command: &str) -> LocalClust
     std::fs::write(&conf, text).unwrap();
     cluster.start(&[]).await.unwrap();
     cluster
-}
-
-/// Writes some rows and switches WAL `n` times; returns the names of the
-/// segments completed by the switches.
-pub async fn make_wal(cluster: &LocalCluster, n: usize) -> Vec<String> {
-    let mut conn = cluster.target("postgres").connect().await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS t (id serial, v text)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut names = Vec::new();
-    for i in 0..n {
-        sqlx::query("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let row = sqlx::query("SELECT pg_walfile_name(pg_switch_wal())")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        names.push(row.get::<String, _>(0));
-        let _ = i;
-    }
-    names
 }
 
 /// `(archived_count, failed_count, last_archived_wal)` of pg_stat_archiver.
